@@ -1,0 +1,117 @@
+//! The one publish/subscribe interface both servers use.
+//!
+//! A topic is an ordered log: every published payload gets an id that is
+//! strictly greater than every earlier id of that topic, on every replica,
+//! and the last [`HistoryPolicy`] worth of payloads stays readable so a
+//! subscriber that missed some can catch up. Two implementations sit behind
+//! [`Broadcast`]: [`memory`] for a standalone process and [`redis`] for
+//! replicas that share one Redis.
+//!
+//! Ids are microseconds since the Unix epoch, bumped to `last + 1` when two
+//! publishes land in the same microsecond. A log that is lost (Redis
+//! restarted empty) therefore restarts at a higher id than any id of the lost
+//! log, and the log remembers where it started: a `since` older than that
+//! start is known to come from an earlier history and is never replayed
+//! against the new one.
+//!
+//! Implementations must never block the caller on a subscriber: deliveries
+//! go to a synchronous [`Deliver`] callback that only queues.
+
+pub mod memory;
+pub mod redis;
+
+use crate::config::RedisArgs;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One published payload as a subscriber receives it.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub topic: Arc<str>,
+    pub id: u64,
+    pub payload: Bytes,
+}
+
+/// Called for every payload published on a topic this process subscribed
+/// to, in id order per topic. It runs on the broadcast's reader task, so it
+/// must not block or await.
+pub type Deliver = Arc<dyn Fn(Envelope) + Send + Sync>;
+
+/// What a topic's log still holds after a given id.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// True when every payload after `since` is in `messages`; false when some
+    /// were trimmed, or `since` belongs to a history that no longer exists.
+    pub recovered: bool,
+    /// Id of the newest payload in the log, if the log has any.
+    pub last_id: Option<u64>,
+    /// Payloads after `since`, oldest first; empty when not recovered.
+    pub messages: Vec<(u64, Bytes)>,
+}
+
+/// How much of each topic's log is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryPolicy {
+    pub max_len: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    /// The shared backend is unreachable or did not answer in time.
+    #[error("broadcast backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered something this version does not understand.
+    #[error("unexpected reply from broadcast backend: {0}")]
+    Protocol(String),
+}
+
+#[async_trait]
+pub trait Broadcast: Send + Sync + 'static {
+    /// Appends `payload` to the topic's log and delivers it to every
+    /// subscribed process; returns its id. Log order and delivery order are
+    /// the same.
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<u64, BroadcastError>;
+
+    /// Starts delivering the topic to this process. Counted: the backend
+    /// subscription is made on the first call and kept until the matching
+    /// number of [`Broadcast::unsubscribe`] calls. Returns once deliveries
+    /// are guaranteed, so a history read after it leaves no gap.
+    async fn subscribe(&self, topic: &str) -> Result<(), BroadcastError>;
+
+    /// Undoes one [`Broadcast::subscribe`].
+    async fn unsubscribe(&self, topic: &str);
+
+    /// Reads the log after `since` (or only its position when `None`).
+    async fn replay(&self, topic: &str, since: Option<u64>) -> Result<Replay, BroadcastError>;
+
+    /// True while publishes and subscriptions can succeed.
+    fn is_ready(&self) -> bool;
+
+    /// A counter that moves each time deliveries resumed after an outage, so
+    /// a subscriber can read back what was published meanwhile.
+    fn resumed(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// Builds the broadcast the configuration asks for: Redis when a URL is
+/// given, in-process otherwise.
+pub async fn connect(
+    redis: &RedisArgs,
+    policy: HistoryPolicy,
+    deliver: Deliver,
+) -> anyhow::Result<Arc<dyn Broadcast>> {
+    Ok(match &redis.redis_url {
+        Some(url) => Arc::new(redis::RedisBroadcast::connect(url, redis.redis_timeout, policy, deliver).await?),
+        None => Arc::new(memory::MemoryBroadcast::new(policy, deliver)),
+    })
+}
+
+/// Microseconds since the Unix epoch, the clock message ids follow.
+pub(crate) fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}

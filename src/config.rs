@@ -1,0 +1,91 @@
+//! Command-line and environment configuration for every subcommand.
+//!
+//! Every option has an environment variable (shown by `--help`) so the same
+//! image runs unchanged under docker compose, systemd or a shell.
+
+use crate::logging::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "rtchat", version, about = "Real-time chat and a user service that scale out through Redis")]
+pub struct Cli {
+    /// Log line format on stderr (filter with RUST_LOG).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the WebSocket chat server (chat page at /, protocol at /ws).
+    WsServer(WsServerArgs),
+    /// Run the gRPC UserService.
+    GrpcServer(GrpcServerArgs),
+    /// Call the gRPC UserService from the command line.
+    GrpcClient(crate::grpc::client::ClientArgs),
+}
+
+/// Options shared by both servers.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis to share state with other replicas; without it the server runs
+    /// standalone with in-memory state.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// How long a Redis command may take before it fails (and the caller gets
+    /// an "unavailable" error instead of waiting for Redis to come back).
+    #[arg(long, env = "REDIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WsServerArgs {
+    /// Name of this replica, shown to clients in every message it accepts.
+    #[arg(long, env = "SERVER_ID", default_value = "server-1")]
+    pub id: String,
+
+    /// Address to listen on for HTTP and WebSocket.
+    #[arg(long, env = "LISTEN", default_value = "0.0.0.0:3000")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    #[command(flatten)]
+    pub limits: crate::ws::limits::Limits,
+
+    /// Messages kept per room for `since` recovery.
+    #[arg(long, env = "HISTORY_SIZE", default_value_t = 1000)]
+    pub history_size: usize,
+
+    /// How long a message is kept for `since` recovery.
+    #[arg(long, env = "HISTORY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub history_ttl: Duration,
+
+    /// How long shutdown waits for clients to be closed before exiting anyway.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GrpcServerArgs {
+    /// Name of this replica, used in logs.
+    #[arg(long, env = "SERVER_ID", default_value = "grpc-1")]
+    pub id: String,
+
+    /// Address to listen on for gRPC (HTTP/2).
+    #[arg(long, env = "LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// How long shutdown waits for in-flight calls before exiting anyway.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}

@@ -1,0 +1,18 @@
+//! rtchat: real-time chat over WebSockets and a gRPC user service, one
+//! binary that scales out through Redis.
+//!
+//! - [`config`]: every subcommand's flags and environment variables.
+//! - [`broadcast`]: the ordered publish/subscribe log both servers share,
+//!   in-process or through Redis.
+//! - [`ws`]: the WebSocket chat server and its page.
+//! - [`grpc`]: the UserService server, its stores and the command-line client.
+//! - [`shutdown`], [`logging`]: process plumbing.
+
+#![forbid(unsafe_code)]
+
+pub mod broadcast;
+pub mod config;
+pub mod grpc;
+pub mod logging;
+pub mod shutdown;
+pub mod ws;

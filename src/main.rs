@@ -1,0 +1,33 @@
+//! The `rtchat` binary: parse flags, set up logging, hand over to the library.
+
+use clap::Parser;
+use rtchat::config::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    rtchat::logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::WsServer(args) => rtchat::ws::serve(args).await,
+            Command::GrpcServer(args) => rtchat::grpc::serve(args).await,
+            Command::GrpcClient(args) => rtchat::grpc::client::run(args).await,
+        }
+    });
+    // Background tasks (Redis reconnect loops, lingering sockets) must not
+    // hold the exit hostage once the command itself is done.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

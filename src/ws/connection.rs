@@ -1,0 +1,369 @@
+//! One WebSocket connection: a single task that reads client frames, drains
+//! the connection's send queue, pings, and closes on shutdown.
+//!
+//! Replies to the client's own frames are written directly; room messages
+//! arrive through the queue. Per room the connection remembers the last
+//! message id it sent and skips anything not newer, which is what makes a
+//! `since` replay followed by live traffic free of gaps and duplicates.
+
+use super::AppState;
+use super::protocol::{ClientFrame, ErrorCode, MessageBody, Reject, ServerFrame};
+use super::rooms::{Member, Outbound, topic};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::limits::{TokenBucket, check_room};
+use crate::broadcast::BroadcastError;
+
+/// Frames written per flush when the queue has a backlog: large enough to
+/// batch a burst into few syscalls, small enough to keep reading in between.
+const WRITE_BATCH: usize = 64;
+
+/// How long a close frame may take to go out before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Close codes, part of the contract.
+pub mod close {
+    /// The server is shutting down; reconnect (to another replica).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame over `--max-frame-bytes`.
+    pub const TOO_BIG: u16 = 1009;
+    /// The client did not keep up with its messages; reconnect and resume.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// No answer to the server's ping in time.
+    pub const PING_TIMEOUT: u16 = 4000;
+}
+
+pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
+    let conn = state.next_connection_id();
+    let user: String = std::iter::repeat_with(fastrand::alphanumeric).take(16).collect();
+    let span = tracing::info_span!("conn", %user, %peer);
+    async move {
+        state.metrics.connections.inc();
+        tracing::debug!("connected");
+        let (sink, stream) = socket.split();
+        let (queue, rx) = mpsc::channel(state.limits.send_queue);
+        let mut connection = Connection {
+            member: Member { queue, too_slow: CancellationToken::new() },
+            bucket: TokenBucket::new(state.limits.rate_limit, state.limits.rate_burst),
+            state: state.clone(),
+            conn,
+            user,
+            sink,
+            rooms: HashMap::new(),
+        };
+        let reason = connection.serve(stream, rx).await;
+        connection.leave_all().await;
+        state.metrics.connections.dec();
+        match reason {
+            End::Io(err) => tracing::debug!(%err, "disconnected on a socket error"),
+            reason => tracing::debug!(?reason, "disconnected"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+struct Connection {
+    state: AppState,
+    conn: u64,
+    user: String,
+    member: Member,
+    bucket: TokenBucket,
+    sink: SplitSink<WebSocket, Message>,
+    /// Joined rooms and the last message id sent to this client in each.
+    rooms: HashMap<Arc<str>, u64>,
+}
+
+/// Why a connection ended, for the log.
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    Shutdown,
+    TooSlow,
+    PingTimeout,
+    FrameTooLarge,
+    Io(String),
+}
+
+impl Connection {
+    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, mut rx: mpsc::Receiver<Outbound>) -> End {
+        let welcome = ServerFrame::Welcome { user: &self.user, server: &self.state.server_id }.to_text();
+        if let Err(end) = self.send(welcome).await {
+            return end;
+        }
+        let shutdown = self.state.shutdown.clone();
+        let too_slow = self.member.too_slow.clone();
+        let ping_interval = self.state.limits.ping_interval;
+        let heartbeat = tokio::time::sleep(ping_interval);
+        tokio::pin!(heartbeat);
+        let mut ping_sent: Option<Instant> = None;
+
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break self.close(close::GOING_AWAY, "server shutting down", End::Shutdown).await,
+                _ = too_slow.cancelled() => {
+                    self.state.metrics.slow_consumers.inc();
+                    break self.close(close::TRY_AGAIN_LATER, "too slow: send queue full", End::TooSlow).await;
+                }
+                Some(item) = rx.recv() => {
+                    if let Err(end) = self.forward(item, &mut rx).await {
+                        break end;
+                    }
+                }
+                frame = stream.next() => {
+                    let Some(frame) = frame else { break End::ClientClosed };
+                    // Any frame proves the client is alive.
+                    if ping_sent.take().is_some() {
+                        heartbeat.as_mut().reset(tokio::time::Instant::now() + ping_interval);
+                    }
+                    match frame {
+                        Ok(Message::Text(text)) => {
+                            if let Err(end) = self.on_text(&text).await {
+                                break end;
+                            }
+                        }
+                        Ok(Message::Binary(_)) => {
+                            if let Err(end) = self.reject(Reject::new(ErrorCode::BadFrame, "binary frames are not supported; send JSON text")).await {
+                                break end;
+                            }
+                        }
+                        Ok(Message::Close(_)) => break End::ClientClosed,
+                        Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                        Err(err) if is_capacity_error(&err) => {
+                            let limit = self.state.limits.max_frame_bytes;
+                            let _ = self.reject(Reject::new(ErrorCode::FrameTooLarge, format!("frame larger than {limit} bytes"))).await;
+                            break self.close(close::TOO_BIG, "frame too large", End::FrameTooLarge).await;
+                        }
+                        Err(err) => break End::Io(err.to_string()),
+                    }
+                }
+                _ = &mut heartbeat => {
+                    if ping_sent.is_some() {
+                        break self.close(close::PING_TIMEOUT, "ping timeout", End::PingTimeout).await;
+                    }
+                    if let Err(end) = self.write(Message::Ping(Default::default())).await {
+                        break end;
+                    }
+                    ping_sent = Some(Instant::now());
+                    heartbeat.as_mut().reset(tokio::time::Instant::now() + self.state.limits.ping_timeout);
+                }
+            }
+        };
+        end
+    }
+
+    /// Writes one queued item and whatever else is already queued, then
+    /// flushes once.
+    async fn forward(&mut self, first: Outbound, rx: &mut mpsc::Receiver<Outbound>) -> Result<(), End> {
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(item) = next.take() {
+            if let Some(frame) = self.admit(item) {
+                self.feed(Message::Text(frame)).await?;
+                written += 1;
+            }
+            if written < WRITE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        self.flush().await
+    }
+
+    /// The frame to send for a queued item, or `None` when this client
+    /// already has it (replayed) or left the room meanwhile.
+    fn admit(&mut self, item: Outbound) -> Option<Utf8Bytes> {
+        match item {
+            Outbound::Room(message) => {
+                let last = self.rooms.get_mut(&message.room)?;
+                if message.id <= *last {
+                    return None;
+                }
+                *last = message.id;
+                Some(message.frame.clone())
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        if !self.bucket.try_take(Instant::now()) {
+            let limit = self.state.limits.rate_limit;
+            return self.reject(Reject::new(ErrorCode::RateLimited, format!("more than {limit} frames per second; frame dropped"))).await;
+        }
+        let frame = match ClientFrame::parse(text) {
+            Ok(frame) => frame,
+            Err(reject) => return self.reject(reject).await,
+        };
+        let result = match frame {
+            ClientFrame::JoinRoom { room, since } => self.join(&room, since).await,
+            ClientFrame::LeaveRoom { room } => self.leave(&room).await,
+            ClientFrame::Message { room, message, ack } => self.message(&room, &message, ack).await,
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reject)) => self.reject(reject).await,
+            Err(end) => Err(end),
+        }
+    }
+
+    /// Outer error: the connection is over. Inner error: the frame is refused.
+    async fn join(&mut self, room: &str, since: Option<u64>) -> Result<Result<(), Reject>, End> {
+        if let Err(why) = check_room(room, self.state.limits.max_room_len) {
+            return Ok(Err(Reject::new(ErrorCode::InvalidRoom, why).with_room(room)));
+        }
+        let topic = topic(room);
+        let name = match self.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let max = self.state.limits.max_rooms;
+                if self.rooms.len() >= max {
+                    return Ok(Err(Reject::new(ErrorCode::TooManyRooms, format!("at most {max} rooms per connection")).with_room(room)));
+                }
+                // Member first, then subscribe, then read history: anything
+                // published after the history read is already on its way to
+                // the queue, so nothing falls in between.
+                let name = self.state.rooms.join(room, self.conn, self.member.clone());
+                if let Err(err) = self.state.broker.subscribe(&topic).await {
+                    self.state.rooms.leave(room, self.conn);
+                    return Ok(Err(unavailable(err).with_room(room)));
+                }
+                self.rooms.insert(name.clone(), 0);
+                name
+            }
+        };
+        let replay = match self.state.broker.replay(&topic, since).await {
+            Ok(replay) => replay,
+            Err(err) => return Ok(Err(unavailable(err).with_room(room))),
+        };
+        let joined = ServerFrame::Joined {
+            room,
+            recovered: since.map(|_| replay.recovered),
+            last_id: replay.last_id.map(|id| id.to_string()),
+        };
+        self.feed(Message::Text(joined.to_text())).await?;
+        let last = self.rooms.get_mut(&name).expect("joined above");
+        let mut frames = Vec::with_capacity(replay.messages.len());
+        for (id, body) in &replay.messages {
+            if *id > *last {
+                if let Some(frame) = super::protocol::message_frame(*id, body) {
+                    frames.push(frame);
+                    *last = *id;
+                }
+            }
+        }
+        for frame in frames {
+            self.feed(Message::Text(frame)).await?;
+        }
+        self.flush().await?;
+        Ok(Ok(()))
+    }
+
+    async fn leave(&mut self, room: &str) -> Result<Result<(), Reject>, End> {
+        if self.rooms.remove(room).is_some() {
+            self.state.rooms.leave(room, self.conn);
+            self.state.broker.unsubscribe(&topic(room)).await;
+        }
+        self.send(ServerFrame::Left { room }.to_text()).await?;
+        Ok(Ok(()))
+    }
+
+    async fn message(&mut self, room: &str, text: &str, ack: Option<Value>) -> Result<Result<(), Reject>, End> {
+        let with_ack = |mut reject: Reject| {
+            reject.ack = ack.clone();
+            Ok(Err(reject.with_room(room)))
+        };
+        if let Err(why) = check_room(room, self.state.limits.max_room_len) {
+            return with_ack(Reject::new(ErrorCode::InvalidRoom, why));
+        }
+        let max = self.state.limits.max_message_bytes;
+        if text.is_empty() || text.len() > max {
+            return with_ack(Reject::new(ErrorCode::MessageTooLong, format!("message must be 1 to {max} bytes")));
+        }
+        let timestamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let body = MessageBody { room, user: &self.user, message: text, server: &self.state.server_id, timestamp: &timestamp };
+        let payload = serde_json::to_vec(&body).expect("message bodies always serialise");
+        let started = Instant::now();
+        let id = match self.state.broker.publish(&topic(room), payload.into()).await {
+            Ok(id) => id,
+            Err(err) => return with_ack(unavailable(err)),
+        };
+        self.state.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+        self.state.metrics.messages_in.inc();
+        if let Some(ack) = &ack {
+            self.send(ServerFrame::Ack { ack, id: id.to_string() }.to_text()).await?;
+        }
+        Ok(Ok(()))
+    }
+
+    async fn reject(&mut self, reject: Reject) -> Result<(), End> {
+        self.state.metrics.error(reject.code);
+        tracing::debug!(code = reject.code.as_str(), message = %reject.message, "frame rejected");
+        self.send(reject.to_text()).await
+    }
+
+    async fn leave_all(&mut self) {
+        for (room, _) in self.rooms.drain() {
+            self.state.rooms.leave(&room, self.conn);
+            self.state.broker.unsubscribe(&topic(&room)).await;
+        }
+    }
+
+    async fn send(&mut self, text: Utf8Bytes) -> Result<(), End> {
+        self.write(Message::Text(text)).await
+    }
+
+    /// Writes and flushes, giving up when the client is cancelled as too slow.
+    async fn write(&mut self, message: Message) -> Result<(), End> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    async fn feed(&mut self, message: Message) -> Result<(), End> {
+        tokio::select! {
+            result = self.sink.feed(message) => result.map_err(|e| End::Io(e.to_string())),
+            _ = self.member.too_slow.cancelled() => Err(End::TooSlow),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        tokio::select! {
+            result = self.sink.flush() => result.map_err(|e| End::Io(e.to_string())),
+            _ = self.member.too_slow.cancelled() => Err(End::TooSlow),
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str, end: End) -> End {
+        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(frame)).await;
+        end
+    }
+}
+
+fn unavailable(err: BroadcastError) -> Reject {
+    Reject::new(ErrorCode::Unavailable, err.to_string())
+}
+
+/// True for tungstenite's "frame or message over the configured size".
+fn is_capacity_error(err: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = err.source();
+    while let Some(inner) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = inner.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
+
+use tokio_tungstenite::tungstenite;

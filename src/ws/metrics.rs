@@ -1,0 +1,69 @@
+//! Prometheus metrics of one ws-server replica. Counters are atomics, so
+//! the fan-out path pays one atomic add per broadcast, not per recipient.
+
+use super::protocol::ErrorCode;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub rooms: Gauge,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub slow_consumers: Counter,
+    errors: Family<Labels, Counter>,
+    pub publish_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rtchat");
+        let connections = Gauge::default();
+        let rooms = Gauge::default();
+        let messages_in = Counter::default();
+        let messages_out = Counter::default();
+        let slow_consumers = Counter::default();
+        let errors = Family::<Labels, Counter>::default();
+        // 50 us .. ~1.6 s: loopback Redis answers in well under a millisecond.
+        let publish_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register("connections", "Open WebSocket connections", connections.clone());
+        registry.register("rooms", "Rooms with members on this replica", rooms.clone());
+        registry.register("messages_in", "Room messages accepted from clients", messages_in.clone());
+        registry.register("messages_out", "Room messages queued to local members", messages_out.clone());
+        registry.register(
+            "slow_consumers",
+            "Connections closed because their send queue was full",
+            slow_consumers.clone(),
+        );
+        registry.register("errors", "Error frames sent, by code", errors.clone());
+        registry.register(
+            "publish_latency_seconds",
+            "Time to append a message to history and publish it (Redis round trip when shared)",
+            publish_seconds.clone(),
+        );
+        Self { registry, connections, rooms, messages_in, messages_out, slow_consumers, errors, publish_seconds }
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        self.errors.get_or_create(&vec![("code", code.as_str())]).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
