@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "rtchat", version, about = "Real-time chat and a user service that scale out through Redis")]
+#[command(
+    name = "rtchat",
+    version,
+    about = "Real-time chat and a user service that scale out through Redis"
+)]
 pub struct Cli {
     /// Log line format on stderr (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

@@ -71,7 +71,13 @@ impl Broadcast for MemoryBroadcast {
         }
         if !topics.contains_key(topic) {
             let name: Arc<str> = Arc::from(topic);
-            let log = Log { name: name.clone(), start: now, last: 0, max_trimmed: 0, entries: VecDeque::new() };
+            let log = Log {
+                name: name.clone(),
+                start: now,
+                last: 0,
+                max_trimmed: 0,
+                entries: VecDeque::new(),
+            };
             topics.insert(name, log);
         }
         let log = topics.get_mut(topic).expect("inserted above");
@@ -79,7 +85,11 @@ impl Broadcast for MemoryBroadcast {
         log.last = id;
         log.entries.push_back((id, payload.clone()));
         log.trim(self.policy.max_len, oldest_kept);
-        (self.deliver)(Envelope { topic: log.name.clone(), id, payload });
+        (self.deliver)(Envelope {
+            topic: log.name.clone(),
+            id,
+            payload,
+        });
         Ok(id)
     }
 
@@ -93,18 +103,38 @@ impl Broadcast for MemoryBroadcast {
         let oldest_kept = now_micros().saturating_sub(self.max_age_micros());
         let mut topics = self.topics.lock().expect("broadcast log lock poisoned");
         let Some(log) = topics.get_mut(topic) else {
-            return Ok(Replay { recovered: since.is_none(), ..Replay::default() });
+            return Ok(Replay {
+                recovered: since.is_none(),
+                ..Replay::default()
+            });
         };
         log.trim(self.policy.max_len, oldest_kept);
         let last_id = Some(log.last);
         let Some(since) = since else {
-            return Ok(Replay { recovered: true, last_id, messages: Vec::new() });
+            return Ok(Replay {
+                recovered: true,
+                last_id,
+                messages: Vec::new(),
+            });
         };
         if since < log.start || since > log.last || since < log.max_trimmed {
-            return Ok(Replay { recovered: false, last_id, messages: Vec::new() });
+            return Ok(Replay {
+                recovered: false,
+                last_id,
+                messages: Vec::new(),
+            });
         }
-        let messages = log.entries.iter().filter(|(id, _)| *id > since).cloned().collect();
-        Ok(Replay { recovered: true, last_id, messages })
+        let messages = log
+            .entries
+            .iter()
+            .filter(|(id, _)| *id > since)
+            .cloned()
+            .collect();
+        Ok(Replay {
+            recovered: true,
+            last_id,
+            messages,
+        })
     }
 
     fn is_ready(&self) -> bool {
@@ -124,7 +154,10 @@ mod tests {
     fn broadcast(max_len: usize) -> (MemoryBroadcast, Arc<Mutex<Vec<u64>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let policy = HistoryPolicy { max_len, max_age: Duration::from_secs(3600) };
+        let policy = HistoryPolicy {
+            max_len,
+            max_age: Duration::from_secs(3600),
+        };
         let deliver: Deliver = Arc::new(move |env: Envelope| sink.lock().unwrap().push(env.id));
         (MemoryBroadcast::new(policy, deliver), seen)
     }
@@ -147,15 +180,22 @@ mod tests {
     #[tokio::test]
     async fn trimmed_or_foreign_since_is_not_recovered() {
         let (b, _) = broadcast(2);
-        let ids: Vec<u64> = futures_util::future::join_all((0..4).map(|_| b.publish("t", Bytes::new())))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let ids: Vec<u64> =
+            futures_util::future::join_all((0..4).map(|_| b.publish("t", Bytes::new())))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
         assert!(!b.replay("t", Some(ids[0])).await.unwrap().recovered);
         assert!(b.replay("t", Some(ids[1])).await.unwrap().recovered);
-        assert!(!b.replay("t", Some(1)).await.unwrap().recovered, "since before the log started");
-        assert!(!b.replay("t", Some(ids[3] + 1)).await.unwrap().recovered, "since from the future");
+        assert!(
+            !b.replay("t", Some(1)).await.unwrap().recovered,
+            "since before the log started"
+        );
+        assert!(
+            !b.replay("t", Some(ids[3] + 1)).await.unwrap().recovered,
+            "since from the future"
+        );
         assert!(!b.replay("other", Some(ids[3])).await.unwrap().recovered);
     }
 }

@@ -103,7 +103,9 @@ pub async fn connect(
     deliver: Deliver,
 ) -> anyhow::Result<Arc<dyn Broadcast>> {
     Ok(match &redis.redis_url {
-        Some(url) => Arc::new(redis::RedisBroadcast::connect(url, redis.redis_timeout, policy, deliver).await?),
+        Some(url) => Arc::new(
+            redis::RedisBroadcast::connect(url, redis.redis_timeout, policy, deliver).await?,
+        ),
         None => Arc::new(memory::MemoryBroadcast::new(policy, deliver)),
     })
 }

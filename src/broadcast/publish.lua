@@ -2,8 +2,7 @@
 -- runs a script alone, so log order and publish order cannot differ.
 -- KEYS[1] log stream, KEYS[2] log meta hash
 -- ARGV[1] channel, ARGV[2] payload, ARGV[3] max length, ARGV[4] max age (us)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = now_micros()
 local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
 local id = math.max(now, last + 1)
 local sid = string.format('%.0f', id)
@@ -11,11 +10,9 @@ if last == 0 then
   redis.call('HSET', KEYS[2], 'start', sid)
 end
 redis.call('HSET', KEYS[2], 'last', sid)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], sid .. '-0', 'p', ARGV[2])
+redis.call('XADD', KEYS[1], sid .. '-0', 'p', ARGV[2])
 local age = tonumber(ARGV[4])
-if now > age then
-  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f', now - age) .. '-0')
-end
+trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), now - age)
 -- An idle topic's log disappears with its last message's age; a later
 -- `since` into it is then reported as not recovered.
 local ttl = math.ceil(age / 1000)

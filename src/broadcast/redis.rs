@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-const PUBLISH_LUA: &str = include_str!("publish.lua");
-const REPLAY_LUA: &str = include_str!("replay.lua");
+const PUBLISH_LUA: &str = concat!(include_str!("trim.lua"), include_str!("publish.lua"));
+const REPLAY_LUA: &str = concat!(include_str!("trim.lua"), include_str!("replay.lua"));
 
 /// Capacity of fred's pub/sub fan-in channel. The reader task drains it
 /// without awaiting anyone, so this only has to absorb scheduling hiccups;
@@ -49,7 +49,10 @@ fn channel(topic: &str) -> String {
 }
 
 fn keys(topic: &str) -> Vec<String> {
-    vec![format!("rtchat:log:{topic}"), format!("rtchat:meta:{topic}")]
+    vec![
+        format!("rtchat:log:{topic}"),
+        format!("rtchat:meta:{topic}"),
+    ]
 }
 
 fn unavailable(err: Error) -> BroadcastError {
@@ -63,7 +66,8 @@ impl RedisBroadcast {
         policy: HistoryPolicy,
         deliver: Deliver,
     ) -> anyhow::Result<Self> {
-        let config = Config::from_url(url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
+        let config =
+            Config::from_url(url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
         let mut builder = Builder::from_config(config);
         builder
             .with_performance_config(|perf| {
@@ -114,10 +118,15 @@ impl RedisBroadcast {
                 match rx.recv().await {
                     Ok(message) => match parse_message(&message) {
                         Some(envelope) => deliver(envelope),
-                        None => tracing::warn!(channel = %message.channel, "ignoring malformed pub/sub message"),
+                        None => {
+                            tracing::warn!(channel = %message.channel, "ignoring malformed pub/sub message")
+                        }
                     },
                     Err(RecvError::Lagged(missed)) => {
-                        tracing::error!(missed, "pub/sub reader fell behind; recovering from the log");
+                        tracing::error!(
+                            missed,
+                            "pub/sub reader fell behind; recovering from the log"
+                        );
                         resumed.send_modify(|n| *n += 1);
                     }
                     Err(RecvError::Closed) => break,
@@ -149,7 +158,10 @@ impl RedisBroadcast {
     }
 
     fn history_args(&self) -> (String, String) {
-        (self.policy.max_len.to_string(), self.policy.max_age.as_micros().to_string())
+        (
+            self.policy.max_len.to_string(),
+            self.policy.max_age.as_micros().to_string(),
+        )
     }
 }
 
@@ -158,7 +170,11 @@ fn parse_message(message: &fred::types::Message) -> Option<Envelope> {
     let raw = message.value.clone().into_bytes()?;
     let space = raw.iter().position(|&b| b == b' ')?;
     let id = std::str::from_utf8(&raw[..space]).ok()?.parse().ok()?;
-    Some(Envelope { topic: Arc::from(topic), id, payload: raw.slice(space + 1..) })
+    Some(Envelope {
+        topic: Arc::from(topic),
+        id,
+        payload: raw.slice(space + 1..),
+    })
 }
 
 fn parse_id(value: &Value) -> Result<Option<u64>, BroadcastError> {
@@ -177,7 +193,16 @@ impl Broadcast for RedisBroadcast {
         let (max_len, max_age) = self.history_args();
         let id: Value = self
             .publish
-            .evalsha_with_reload(&self.client, keys(topic), vec![Value::from(channel(topic)), Value::Bytes(payload), max_len.into(), max_age.into()])
+            .evalsha_with_reload(
+                &self.client,
+                keys(topic),
+                vec![
+                    Value::from(channel(topic)),
+                    Value::Bytes(payload),
+                    max_len.into(),
+                    max_age.into(),
+                ],
+            )
             .await
             .map_err(unavailable)?;
         parse_id(&id)?.ok_or_else(|| BroadcastError::Protocol("publish returned no id".into()))
@@ -187,7 +212,10 @@ impl Broadcast for RedisBroadcast {
         let mut refs = self.refs.lock().await;
         let count = refs.get(topic).copied().unwrap_or(0);
         if count == 0 {
-            self.subscriber.subscribe(channel(topic)).await.map_err(unavailable)?;
+            self.subscriber
+                .subscribe(channel(topic))
+                .await
+                .map_err(unavailable)?;
         }
         refs.insert(topic.to_owned(), count + 1);
         Ok(())
@@ -225,11 +253,16 @@ impl Broadcast for RedisBroadcast {
         };
         let mut messages = Vec::new();
         while let (Some(id), Some(payload)) = (items.next(), items.next()) {
-            let id = parse_id(&id)?.ok_or_else(|| BroadcastError::Protocol("replayed entry without id".into()))?;
+            let id = parse_id(&id)?
+                .ok_or_else(|| BroadcastError::Protocol("replayed entry without id".into()))?;
             let payload = payload.into_bytes().unwrap_or_default();
             messages.push((id, payload));
         }
-        Ok(Replay { recovered, last_id, messages })
+        Ok(Replay {
+            recovered,
+            last_id,
+            messages,
+        })
     }
 
     fn is_ready(&self) -> bool {

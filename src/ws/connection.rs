@@ -31,6 +31,11 @@ const WRITE_BATCH: usize = 64;
 /// How long a close frame may take to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The same for a client closed as too slow: its socket is full, so the
+/// close code only arrives if it starts reading again soon. Its queue is
+/// released first, so waiting costs no memory.
+const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Close codes, part of the contract.
 pub mod close {
     /// The server is shutting down; reconnect (to another replica).
@@ -45,7 +50,9 @@ pub mod close {
 
 pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let conn = state.next_connection_id();
-    let user: String = std::iter::repeat_with(fastrand::alphanumeric).take(16).collect();
+    let user: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(16)
+        .collect();
     let span = tracing::info_span!("conn", %user, %peer);
     async move {
         state.metrics.connections.inc();
@@ -53,7 +60,10 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
         let (sink, stream) = socket.split();
         let (queue, rx) = mpsc::channel(state.limits.send_queue);
         let mut connection = Connection {
-            member: Member { queue, too_slow: CancellationToken::new() },
+            member: Member {
+                queue,
+                too_slow: CancellationToken::new(),
+            },
             bucket: TokenBucket::new(state.limits.rate_limit, state.limits.rate_burst),
             state: state.clone(),
             conn,
@@ -96,8 +106,16 @@ enum End {
 }
 
 impl Connection {
-    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, mut rx: mpsc::Receiver<Outbound>) -> End {
-        let welcome = ServerFrame::Welcome { user: &self.user, server: &self.state.server_id }.to_text();
+    async fn serve(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        mut rx: mpsc::Receiver<Outbound>,
+    ) -> End {
+        let welcome = ServerFrame::Welcome {
+            user: &self.user,
+            server: &self.state.server_id,
+        }
+        .to_text();
         if let Err(end) = self.send(welcome).await {
             return end;
         }
@@ -112,10 +130,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break self.close(close::GOING_AWAY, "server shutting down", End::Shutdown).await,
-                _ = too_slow.cancelled() => {
-                    self.state.metrics.slow_consumers.inc();
-                    break self.close(close::TRY_AGAIN_LATER, "too slow: send queue full", End::TooSlow).await;
-                }
+                _ = too_slow.cancelled() => break End::TooSlow,
                 Some(item) = rx.recv() => {
                     if let Err(end) = self.forward(item, &mut rx).await {
                         break end;
@@ -160,12 +175,19 @@ impl Connection {
                 }
             }
         };
-        end
+        match end {
+            End::TooSlow => self.close_slow(&mut rx).await,
+            end => end,
+        }
     }
 
     /// Writes one queued item and whatever else is already queued, then
     /// flushes once.
-    async fn forward(&mut self, first: Outbound, rx: &mut mpsc::Receiver<Outbound>) -> Result<(), End> {
+    async fn forward(
+        &mut self,
+        first: Outbound,
+        rx: &mut mpsc::Receiver<Outbound>,
+    ) -> Result<(), End> {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(item) = next.take() {
@@ -198,7 +220,12 @@ impl Connection {
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         if !self.bucket.try_take(Instant::now()) {
             let limit = self.state.limits.rate_limit;
-            return self.reject(Reject::new(ErrorCode::RateLimited, format!("more than {limit} frames per second; frame dropped"))).await;
+            return self
+                .reject(Reject::new(
+                    ErrorCode::RateLimited,
+                    format!("more than {limit} frames per second; frame dropped"),
+                ))
+                .await;
         }
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
@@ -227,7 +254,11 @@ impl Connection {
             None => {
                 let max = self.state.limits.max_rooms;
                 if self.rooms.len() >= max {
-                    return Ok(Err(Reject::new(ErrorCode::TooManyRooms, format!("at most {max} rooms per connection")).with_room(room)));
+                    return Ok(Err(Reject::new(
+                        ErrorCode::TooManyRooms,
+                        format!("at most {max} rooms per connection"),
+                    )
+                    .with_room(room)));
                 }
                 // Member first, then subscribe, then read history: anything
                 // published after the history read is already on its way to
@@ -254,11 +285,11 @@ impl Connection {
         let last = self.rooms.get_mut(&name).expect("joined above");
         let mut frames = Vec::with_capacity(replay.messages.len());
         for (id, body) in &replay.messages {
-            if *id > *last {
-                if let Some(frame) = super::protocol::message_frame(*id, body) {
-                    frames.push(frame);
-                    *last = *id;
-                }
+            if *id > *last
+                && let Some(frame) = super::protocol::message_frame(*id, body)
+            {
+                frames.push(frame);
+                *last = *id;
             }
         }
         for frame in frames {
@@ -277,7 +308,12 @@ impl Connection {
         Ok(Ok(()))
     }
 
-    async fn message(&mut self, room: &str, text: &str, ack: Option<Value>) -> Result<Result<(), Reject>, End> {
+    async fn message(
+        &mut self,
+        room: &str,
+        text: &str,
+        ack: Option<Value>,
+    ) -> Result<Result<(), Reject>, End> {
         let with_ack = |mut reject: Reject| {
             reject.ack = ack.clone();
             Ok(Err(reject.with_room(room)))
@@ -287,20 +323,44 @@ impl Connection {
         }
         let max = self.state.limits.max_message_bytes;
         if text.is_empty() || text.len() > max {
-            return with_ack(Reject::new(ErrorCode::MessageTooLong, format!("message must be 1 to {max} bytes")));
+            return with_ack(Reject::new(
+                ErrorCode::MessageTooLong,
+                format!("message must be 1 to {max} bytes"),
+            ));
         }
         let timestamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let body = MessageBody { room, user: &self.user, message: text, server: &self.state.server_id, timestamp: &timestamp };
+        let body = MessageBody {
+            room,
+            user: &self.user,
+            message: text,
+            server: &self.state.server_id,
+            timestamp: &timestamp,
+        };
         let payload = serde_json::to_vec(&body).expect("message bodies always serialise");
         let started = Instant::now();
-        let id = match self.state.broker.publish(&topic(room), payload.into()).await {
+        let id = match self
+            .state
+            .broker
+            .publish(&topic(room), payload.into())
+            .await
+        {
             Ok(id) => id,
             Err(err) => return with_ack(unavailable(err)),
         };
-        self.state.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+        self.state
+            .metrics
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.state.metrics.messages_in.inc();
         if let Some(ack) = &ack {
-            self.send(ServerFrame::Ack { ack, id: id.to_string() }.to_text()).await?;
+            self.send(
+                ServerFrame::Ack {
+                    ack,
+                    id: id.to_string(),
+                }
+                .to_text(),
+            )
+            .await?;
         }
         Ok(Ok(()))
     }
@@ -343,9 +403,26 @@ impl Connection {
     }
 
     async fn close(&mut self, code: u16, reason: &'static str, end: End) -> End {
-        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(frame)).await;
         end
+    }
+
+    async fn close_slow(&mut self, rx: &mut mpsc::Receiver<Outbound>) -> End {
+        self.state.metrics.slow_consumers.inc();
+        tracing::info!("closing a client that does not keep up with its messages");
+        rx.close();
+        while rx.try_recv().is_ok() {}
+        self.leave_all().await;
+        let frame = Message::Close(Some(CloseFrame {
+            code: close::TRY_AGAIN_LATER,
+            reason: "too slow: send queue full".into(),
+        }));
+        let _ = tokio::time::timeout(SLOW_CLOSE_TIMEOUT, self.sink.send(frame)).await;
+        End::TooSlow
     }
 }
 

@@ -57,7 +57,10 @@ pub fn check_room(name: &str, max_len: usize) -> Result<(), String> {
     if len == 0 || len > max_len {
         return Err(format!("room name must be 1 to {max_len} characters"));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+    {
         return Err("room name may only contain A-Z a-z 0-9 _ . : -".into());
     }
     Ok(())
@@ -75,7 +78,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn new(rate: f64, burst: f64) -> Self {
         let burst = burst.max(1.0);
-        Self { rate, burst, tokens: burst, refilled: Instant::now() }
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            refilled: Instant::now(),
+        }
     }
 
     /// Takes one token if there is one.

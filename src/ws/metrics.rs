@@ -33,10 +33,22 @@ impl Metrics {
         let errors = Family::<Labels, Counter>::default();
         // 50 us .. ~1.6 s: loopback Redis answers in well under a millisecond.
         let publish_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register("connections", "Open WebSocket connections", connections.clone());
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            connections.clone(),
+        );
         registry.register("rooms", "Rooms with members on this replica", rooms.clone());
-        registry.register("messages_in", "Room messages accepted from clients", messages_in.clone());
-        registry.register("messages_out", "Room messages queued to local members", messages_out.clone());
+        registry.register(
+            "messages_in",
+            "Room messages accepted from clients",
+            messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Room messages queued to local members",
+            messages_out.clone(),
+        );
         registry.register(
             "slow_consumers",
             "Connections closed because their send queue was full",
@@ -48,11 +60,22 @@ impl Metrics {
             "Time to append a message to history and publish it (Redis round trip when shared)",
             publish_seconds.clone(),
         );
-        Self { registry, connections, rooms, messages_in, messages_out, slow_consumers, errors, publish_seconds }
+        Self {
+            registry,
+            connections,
+            rooms,
+            messages_in,
+            messages_out,
+            slow_consumers,
+            errors,
+            publish_seconds,
+        }
     }
 
     pub fn error(&self, code: ErrorCode) {
-        self.errors.get_or_create(&vec![("code", code.as_str())]).inc();
+        self.errors
+            .get_or_create(&vec![("code", code.as_str())])
+            .inc();
     }
 
     pub fn render(&self) -> String {

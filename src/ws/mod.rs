@@ -88,14 +88,21 @@ pub async fn serve(args: WsServerArgs) -> anyhow::Result<()> {
     run(listener, args, crate::shutdown::on_signal()).await
 }
 
-pub async fn run(listener: TcpListener, args: WsServerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    args: WsServerArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let rooms = Arc::new(Rooms::new(metrics.clone()));
     let deliver: Deliver = {
         let rooms = rooms.clone();
         Arc::new(move |envelope| rooms.deliver(envelope))
     };
-    let policy = HistoryPolicy { max_len: args.history_size, max_age: args.history_ttl };
+    let policy = HistoryPolicy {
+        max_len: args.history_size,
+        max_age: args.history_ttl,
+    };
     let broker = broadcast::connect(&args.redis, policy, deliver).await?;
     let state = AppState(Arc::new(Shared {
         server_id: args.id.clone(),
@@ -108,17 +115,30 @@ pub async fn run(listener: TcpListener, args: WsServerArgs, shutdown: Cancellati
         next_connection: AtomicU64::new(1),
     }));
     let addr = listener.local_addr()?;
-    let mode = if args.redis.redis_url.is_some() { "redis" } else { "standalone" };
+    let mode = if args.redis.redis_url.is_some() {
+        "redis"
+    } else {
+        "standalone"
+    };
     tracing::info!(%addr, id = %args.id, mode, "ws-server listening");
 
-    axum::serve(listener, app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("HTTP server failed")?;
+    axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await
+    .context("HTTP server failed")?;
 
     state.connections.close();
-    if tokio::time::timeout(args.shutdown_timeout, state.connections.wait()).await.is_err() {
-        tracing::warn!(open = state.connections.len(), "shutdown timeout; dropping remaining connections");
+    if tokio::time::timeout(args.shutdown_timeout, state.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = state.connections.len(),
+            "shutdown timeout; dropping remaining connections"
+        );
     }
     tracing::info!("ws-server stopped");
     Ok(())
@@ -126,7 +146,10 @@ pub async fn run(listener: TcpListener, args: WsServerArgs, shutdown: Cancellati
 
 async fn page() -> Response {
     (
-        [(header::CONTENT_SECURITY_POLICY, PAGE_CSP), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         Html(CHAT_PAGE),
     )
         .into_response()
@@ -168,7 +191,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

@@ -66,7 +66,12 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), ack: None, room: None }
+        Self {
+            code,
+            message: message.into(),
+            ack: None,
+            room: None,
+        }
     }
 
     pub fn with_room(mut self, room: &str) -> Self {
@@ -77,9 +82,18 @@ impl Reject {
 
 #[derive(Debug, PartialEq)]
 pub enum ClientFrame {
-    JoinRoom { room: String, since: Option<u64> },
-    LeaveRoom { room: String },
-    Message { room: String, message: String, ack: Option<Value> },
+    JoinRoom {
+        room: String,
+        since: Option<u64>,
+    },
+    LeaveRoom {
+        room: String,
+    },
+    Message {
+        room: String,
+        message: String,
+        ack: Option<Value>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -97,10 +111,15 @@ impl ClientFrame {
         let raw: RawFrame = serde_json::from_str(text)
             .map_err(|e| Reject::new(ErrorCode::BadFrame, format!("invalid frame: {e}")))?;
         let room = |raw: &RawFrame| {
-            raw.room.clone().ok_or_else(|| Reject::new(ErrorCode::InvalidRoom, "missing field `room`"))
+            raw.room
+                .clone()
+                .ok_or_else(|| Reject::new(ErrorCode::InvalidRoom, "missing field `room`"))
         };
         match raw.kind.as_deref() {
-            Some("join_room") => Ok(Self::JoinRoom { room: room(&raw)?, since: parse_since(raw.since.as_ref())? }),
+            Some("join_room") => Ok(Self::JoinRoom {
+                room: room(&raw)?,
+                since: parse_since(raw.since.as_ref())?,
+            }),
             Some("leave_room") => Ok(Self::LeaveRoom { room: room(&raw)? }),
             Some("message") => {
                 let ack = check_ack(raw.ack.clone())?;
@@ -114,7 +133,10 @@ impl ClientFrame {
                 })?;
                 Ok(Self::Message { room, message, ack })
             }
-            Some(other) => Err(Reject::new(ErrorCode::UnknownType, format!("unknown frame type {other:?}"))),
+            Some(other) => Err(Reject::new(
+                ErrorCode::UnknownType,
+                format!("unknown frame type {other:?}"),
+            )),
             None => Err(Reject::new(ErrorCode::UnknownType, "missing field `type`")),
         }
     }
@@ -179,7 +201,9 @@ pub enum ServerFrame<'a> {
 
 impl ServerFrame<'_> {
     pub fn to_text(&self) -> Utf8Bytes {
-        serde_json::to_string(self).expect("server frames always serialise").into()
+        serde_json::to_string(self)
+            .expect("server frames always serialise")
+            .into()
     }
 }
 
@@ -228,15 +252,26 @@ mod tests {
     fn parses_client_frames() {
         assert_eq!(
             ClientFrame::parse(r#"{"type":"join_room","room":"general","extra":1}"#).unwrap(),
-            ClientFrame::JoinRoom { room: "general".into(), since: None }
+            ClientFrame::JoinRoom {
+                room: "general".into(),
+                since: None
+            }
         );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"join_room","room":"g","since":"42"}"#).unwrap(),
-            ClientFrame::JoinRoom { room: "g".into(), since: Some(42) }
+            ClientFrame::JoinRoom {
+                room: "g".into(),
+                since: Some(42)
+            }
         );
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"message","room":"g","message":"hi","ack":"a1"}"#).unwrap(),
-            ClientFrame::Message { room: "g".into(), message: "hi".into(), ack: Some(Value::from("a1")) }
+            ClientFrame::parse(r#"{"type":"message","room":"g","message":"hi","ack":"a1"}"#)
+                .unwrap(),
+            ClientFrame::Message {
+                room: "g".into(),
+                message: "hi".into(),
+                ack: Some(Value::from("a1"))
+            }
         );
     }
 
@@ -248,9 +283,18 @@ mod tests {
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"room":"g"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":"join_room"}"#), ErrorCode::InvalidRoom);
-        assert_eq!(code(r#"{"type":"join_room","room":"g","since":"x"}"#), ErrorCode::InvalidSince);
-        assert_eq!(code(r#"{"type":"message","room":"g"}"#), ErrorCode::BadFrame);
-        assert_eq!(code(r#"{"type":"message","room":"g","message":"m","ack":{}}"#), ErrorCode::InvalidAck);
+        assert_eq!(
+            code(r#"{"type":"join_room","room":"g","since":"x"}"#),
+            ErrorCode::InvalidSince
+        );
+        assert_eq!(
+            code(r#"{"type":"message","room":"g"}"#),
+            ErrorCode::BadFrame
+        );
+        assert_eq!(
+            code(r#"{"type":"message","room":"g","message":"m","ack":{}}"#),
+            ErrorCode::InvalidAck
+        );
     }
 
     #[test]

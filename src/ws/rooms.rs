@@ -53,7 +53,10 @@ pub struct Rooms {
 
 impl Rooms {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { rooms: Mutex::new(HashMap::new()), metrics }
+        Self {
+            rooms: Mutex::new(HashMap::new()),
+            metrics,
+        }
     }
 
     /// Adds a member; returns the room name shared with the map.
@@ -66,7 +69,10 @@ impl Rooms {
             self.metrics.rooms.set(rooms.len() as i64);
             name
         });
-        rooms.get_mut(&name).expect("inserted above").insert(conn, member);
+        rooms
+            .get_mut(&name)
+            .expect("inserted above")
+            .insert(conn, member);
         name
     }
 
@@ -83,14 +89,22 @@ impl Rooms {
 
     /// Hands one broadcast to every local member of its room.
     pub fn deliver(&self, envelope: Envelope) {
-        let Some(room) = envelope.topic.strip_prefix(TOPIC_PREFIX) else { return };
+        let Some(room) = envelope.topic.strip_prefix(TOPIC_PREFIX) else {
+            return;
+        };
         let rooms = self.rooms.lock().expect("rooms lock poisoned");
-        let Some((name, members)) = rooms.get_key_value(room) else { return };
+        let Some((name, members)) = rooms.get_key_value(room) else {
+            return;
+        };
         let Some(frame) = message_frame(envelope.id, &envelope.payload) else {
             tracing::warn!(room, id = envelope.id, "dropping undecodable room message");
             return;
         };
-        let message = Arc::new(RoomMessage { room: name.clone(), id: envelope.id, frame });
+        let message = Arc::new(RoomMessage {
+            room: name.clone(),
+            id: envelope.id,
+            frame,
+        });
         let mut delivered = 0;
         for member in members.values() {
             match member.queue.try_send(Outbound::Room(message.clone())) {

@@ -1,0 +1,472 @@
+//! Test helpers: real `redis-server` and `rtchat` processes on free loopback
+//! ports, WebSocket clients, and waiting for conditions with deadlines.
+//! Every process is killed when its handle drops, so a failing test leaves
+//! nothing behind.
+
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single wait in a test may take.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Polls `check` until it returns `Some`, or panics with `what` at the deadline.
+pub async fn wait_for<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private `redis-server` on a free port, without persistence.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "rtchat-redis-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            port: 0,
+            child: None,
+            dir,
+        };
+        for _ in 0..5 {
+            redis.port = free_port();
+            if redis.try_launch() {
+                return redis;
+            }
+        }
+        panic!("could not start redis-server (is it installed? the test command installs it)");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn try_launch(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server not found; run the test command from the README, which installs it",
+            );
+        self.child = Some(child);
+        let end = Instant::now() + DEADLINE;
+        while Instant::now() < end {
+            if self.ping() {
+                return true;
+            }
+            if let Some(child) = self.child.as_mut()
+                && child.try_wait().unwrap().is_some()
+            {
+                self.child = None;
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut buf = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut buf).is_ok()
+            && &buf == b"+PONG\r\n"
+    }
+
+    /// Kills Redis (SIGKILL: its memory, and so all history, is gone).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Redis again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.try_launch(),
+            "redis-server did not come back on port {}",
+            self.port
+        );
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `rtchat` subcommand whose stderr is collected for assertions.
+pub struct Process {
+    child: Option<Child>,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub addr: SocketAddr,
+}
+
+pub fn rtchat() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtchat"));
+    cmd.env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn,rtchat=debug")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+impl Process {
+    /// Starts `rtchat <args> --listen 127.0.0.1:0` and waits for its
+    /// "listening" log line to learn the port.
+    pub fn spawn_server(args: &[&str]) -> Self {
+        let mut child = rtchat()
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rtchat binary");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("listening")
+                        && let Some(addr) = line
+                            .split("addr=")
+                            .nth(1)
+                            .and_then(|s| s.split_whitespace().next())
+                    {
+                        let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut process = Self {
+            child: Some(child),
+            log,
+            addr: "0.0.0.0:0".parse().unwrap(),
+        };
+        match rx.recv_timeout(DEADLINE) {
+            Ok(addr) => process.addr = addr,
+            Err(_) => panic!("server did not start: {:#?}", process.log.lock().unwrap()),
+        }
+        process
+    }
+
+    pub fn ws_server(id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
+        let mut args = vec!["ws-server", "--id", id];
+        let url = redis.map(Redis::url);
+        if let Some(url) = &url {
+            args.extend(["--redis-url", url]);
+        }
+        args.extend(extra);
+        Self::spawn_server(&args)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let status = wait_for("process exit", DEADLINE, async || child.try_wait().unwrap()).await;
+        self.child = None;
+        status
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a raw socket: status and body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let host = host.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&host).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    })
+    .await
+    .unwrap()
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A chat client speaking the JSON protocol.
+pub struct Client {
+    pub ws: Socket,
+    pub user: String,
+    pub server: String,
+    /// Frames read ahead while waiting for something else, in order.
+    pending: std::collections::VecDeque<Value>,
+    /// Rooms joined through the helpers, so `say` knows to expect its echo.
+    rooms: std::collections::HashSet<String>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        let mut client = Self {
+            ws,
+            user: String::new(),
+            server: String::new(),
+            pending: Default::default(),
+            rooms: Default::default(),
+        };
+        let welcome = client.recv_type("welcome").await;
+        client.user = welcome["user"].as_str().unwrap().to_owned();
+        client.server = welcome["server"].as_str().unwrap().to_owned();
+        client
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::text(text.into())).await.unwrap();
+    }
+
+    /// The next JSON frame, or `None` if the socket closed.
+    pub async fn try_recv(&mut self) -> Option<Value> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
+        self.read_socket().await
+    }
+
+    async fn read_socket(&mut self) -> Option<Value> {
+        loop {
+            let next = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("no frame before the deadline");
+            match next? {
+                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv()
+            .await
+            .expect("socket closed while a frame was expected")
+    }
+
+    /// The next frame, which must be of type `kind`.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], kind, "expected a {kind} frame, got {frame}");
+        frame
+    }
+
+    /// Waits for the close frame and returns its code.
+    pub async fn recv_close(&mut self) -> Option<u16> {
+        loop {
+            let next = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("no close before the deadline");
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "join_room", "room": room})).await;
+        self.rooms.insert(room.to_owned());
+        self.recv_type("joined").await
+    }
+
+    pub async fn join_since(&mut self, room: &str, since: &str) -> Value {
+        self.send(json!({"type": "join_room", "room": room, "since": since}))
+            .await;
+        self.rooms.insert(room.to_owned());
+        self.recv_type("joined").await
+    }
+
+    pub async fn leave(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "leave_room", "room": room})).await;
+        self.rooms.remove(room);
+        self.recv_type("left").await
+    }
+
+    /// Sends a message with an ack token and returns its id once acked and,
+    /// in a joined room, echoed back. Other frames read meanwhile stay
+    /// pending for the next `recv`.
+    pub async fn say(&mut self, room: &str, text: &str) -> String {
+        let token = format!("ack-{text}");
+        self.send(json!({"type": "message", "room": room, "message": text, "ack": token}))
+            .await;
+        let mut id: Option<String> = None;
+        let mut echoed = !self.rooms.contains(room);
+        let mut stash = Vec::new();
+        while id.is_none() || !echoed {
+            let frame = self.recv().await;
+            if frame["type"] == "ack" && frame["ack"] == token.as_str() {
+                id = Some(frame["id"].as_str().unwrap().to_owned());
+            } else if frame["type"] == "message"
+                && frame["user"] == self.user.as_str()
+                && frame["message"] == text
+            {
+                echoed = true;
+            } else {
+                assert_ne!(frame["type"], "error", "message refused: {frame}");
+                stash.push(frame);
+            }
+        }
+        for frame in stash.into_iter().rev() {
+            self.pending.push_front(frame);
+        }
+        id.unwrap()
+    }
+
+    /// Receives `n` room messages, failing on anything else.
+    pub async fn messages(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let frame = self.recv().await;
+            if frame["type"] == "ack" {
+                continue;
+            }
+            assert_eq!(frame["type"], "message", "expected a message, got {frame}");
+            out.push(frame);
+        }
+        out
+    }
+
+    /// Receives messages up to and including the one whose text is `marker`,
+    /// returning the texts before it: proves nothing extra arrived in between.
+    pub async fn texts_until(&mut self, marker: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == "ack" {
+                continue;
+            }
+            assert_eq!(frame["type"], "message", "expected a message, got {frame}");
+            let text = frame["message"].as_str().unwrap().to_owned();
+            if text == marker {
+                return texts;
+            }
+            texts.push(text);
+        }
+    }
+}
+
+pub fn id_of(frame: &Value) -> u64 {
+    frame["id"].as_str().unwrap().parse().unwrap()
+}
