@@ -1,0 +1,214 @@
+//! Three ws-server replicas sharing one private Redis, as users spread over
+//! them by a load balancer would see them.
+
+mod common;
+
+use common::*;
+
+struct Cluster {
+    redis: Redis,
+    replicas: Vec<Process>,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Self {
+        let redis = Redis::start();
+        let replicas = (1..=n)
+            .map(|i| Process::ws_server(&format!("server-{i}"), Some(&redis), &[]))
+            .collect();
+        Self { redis, replicas }
+    }
+
+    fn url(&self, i: usize) -> String {
+        self.replicas[i].ws_url()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reaches_every_replica_exactly_once() {
+    let cluster = Cluster::start(3);
+    let mut members = Vec::new();
+    for i in 0..6 {
+        let mut c = Client::connect(&cluster.url(i % 3)).await;
+        c.join("general").await;
+        members.push(c);
+    }
+    let mut sender = Client::connect(&cluster.url(0)).await;
+    sender.say("general", "hello all").await;
+    sender.say("general", "end").await;
+    for (i, member) in members.iter_mut().enumerate() {
+        assert_eq!(member.server, format!("server-{}", i % 3 + 1));
+        let frame = member.recv_type("message").await;
+        assert_eq!(frame["message"], "hello all");
+        assert_eq!(frame["server"], "server-1", "the replica that accepted it");
+        assert_eq!(
+            member.texts_until("end").await,
+            Vec::<String>::new(),
+            "exactly once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_isolated_across_replicas() {
+    let cluster = Cluster::start(3);
+    let mut red = Client::connect(&cluster.url(0)).await;
+    red.join("red").await;
+    let mut blue = Client::connect(&cluster.url(1)).await;
+    blue.join("blue").await;
+    let mut sender = Client::connect(&cluster.url(2)).await;
+    sender.say("blue", "for blue").await;
+    sender.say("red", "for red").await;
+    sender.say("red", "end").await;
+    sender.say("blue", "end").await;
+    assert_eq!(red.texts_until("end").await, vec!["for red"]);
+    assert_eq!(blue.texts_until("end").await, vec!["for blue"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_increase_strictly_across_replicas() {
+    let cluster = Cluster::start(3);
+    let mut observer = Client::connect(&cluster.url(1)).await;
+    observer.join("seq").await;
+    let mut senders = Vec::new();
+    for i in 0..3 {
+        senders.push(Client::connect(&cluster.url(i)).await);
+    }
+    let mut acked = Vec::new();
+    for n in 0..30 {
+        acked.push(senders[n % 3].say("seq", &format!("m{n}")).await);
+    }
+    let seen = observer.messages(30).await;
+    let ids: Vec<u64> = seen.iter().map(id_of).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not increasing: {ids:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        acked
+    );
+    let texts: Vec<_> = seen
+        .iter()
+        .map(|m| m["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, (0..30).map(|n| format!("m{n}")).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_elsewhere_with_since_misses_nothing() {
+    let cluster = Cluster::start(3);
+    let mut member = Client::connect(&cluster.url(0)).await;
+    member.join("r").await;
+    let mut sender = Client::connect(&cluster.url(1)).await;
+    sender.say("r", "seen").await;
+    let last = member.recv_type("message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(member);
+
+    let mut missed = Vec::new();
+    for n in 0..20 {
+        missed.push(sender.say("r", &format!("missed {n}")).await);
+    }
+    let mut back = Client::connect(&cluster.url(2)).await;
+    let joined = back.join_since("r", &last).await;
+    assert_eq!(joined["recovered"], true);
+    let replayed = back.messages(20).await;
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        missed
+    );
+    sender.say("r", "live").await;
+    assert_eq!(
+        back.texts_until("live").await,
+        Vec::<String>::new(),
+        "live after replay, no duplicates"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_loses_nothing_for_clients_that_resume() {
+    let mut cluster = Cluster::start(3);
+    let mut member = Client::connect(&cluster.url(1)).await;
+    member.join("r").await;
+    let mut sender = Client::connect(&cluster.url(0)).await;
+    sender.say("r", "before").await;
+    let last = member.recv_type("message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    cluster.replicas[1].kill();
+    assert_eq!(member.recv_close().await, None, "SIGKILL: no close frame");
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        sent.push(format!("during {n}"));
+        sender.say("r", &sent[n]).await;
+    }
+    let mut back = Client::connect(&cluster.url(2)).await;
+    assert_eq!(back.join_since("r", &last).await["recovered"], true);
+    sender.say("r", "after").await;
+    assert_eq!(back.texts_until("after").await, sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_is_survived() {
+    let mut cluster = Cluster::start(2);
+    let mut member = Client::connect(&cluster.url(1)).await;
+    member.join("r").await;
+    let mut sender = Client::connect(&cluster.url(0)).await;
+    sender.say("r", "before").await;
+    assert_eq!(member.recv_type("message").await["message"], "before");
+
+    let ready = |i: usize| cluster.replicas[i].http_url("/readyz");
+    let (ready0, ready1) = (ready(0), ready(1));
+    cluster.redis.stop();
+    for url in [&ready0, &ready1] {
+        wait_for("/readyz to report 503", DEADLINE, async || {
+            (http_get(url).await.0 == 503).then_some(())
+        })
+        .await;
+    }
+    // Liveness holds and publishing fails loudly instead of hanging.
+    assert_eq!(
+        http_get(&cluster.replicas[0].http_url("/healthz")).await.0,
+        200
+    );
+    sender
+        .send(serde_json::json!({"type":"message","room":"r","message":"lost","ack":"x"}))
+        .await;
+    let error = sender.recv_type("error").await;
+    assert_eq!(
+        (error["code"].as_str(), error["ack"].as_str()),
+        (Some("unavailable"), Some("x"))
+    );
+
+    cluster.redis.restart();
+    for url in [&ready0, &ready1] {
+        wait_for("/readyz to report 200", DEADLINE, async || {
+            (http_get(url).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    for replica in &mut cluster.replicas {
+        assert!(replica.is_running(), "no replica exited");
+    }
+    // The member never reconnected; delivery across replicas resumes.
+    let mut n = 0;
+    wait_for("cross-replica delivery to resume", DEADLINE, async || {
+        n += 1;
+        sender.say("r", &format!("probe {n}")).await;
+        let got = tokio::time::timeout(std::time::Duration::from_millis(200), member.recv())
+            .await
+            .ok()?;
+        (got["type"] == "message").then_some(())
+    })
+    .await;
+}
