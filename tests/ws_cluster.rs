@@ -212,3 +212,21 @@ async fn redis_restart_is_survived() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_before_redis_waits_for_it() {
+    let mut redis = Redis::start();
+    redis.stop();
+    let server = Process::ws_server("server-1", Some(&redis), &[]);
+    let ready = server.http_url("/readyz");
+    assert_eq!(http_get(&ready).await.0, 503);
+    assert_eq!(http_get(&server.http_url("/healthz")).await.0, 200);
+    redis.restart();
+    wait_for("/readyz to report 200", DEADLINE, async || {
+        (http_get(&ready).await.0 == 200).then_some(())
+    })
+    .await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    c.join("r").await;
+    c.say("r", "works").await;
+}

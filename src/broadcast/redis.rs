@@ -66,8 +66,11 @@ impl RedisBroadcast {
         policy: HistoryPolicy,
         deliver: Deliver,
     ) -> anyhow::Result<Self> {
-        let config =
+        let mut config =
             Config::from_url(url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
+        // Keep retrying when Redis is not up yet at start-up, as after any
+        // later disconnect: containers start in any order.
+        config.fail_fast = false;
         let mut builder = Builder::from_config(config);
         builder
             .with_performance_config(|perf| {
@@ -85,13 +88,11 @@ impl RedisBroadcast {
         let subscriber = builder.build_subscriber_client()?;
         client.connect();
         subscriber.connect();
-        if tokio::time::timeout(STARTUP_WAIT, async {
-            let _ = client.wait_for_connect().await;
-            let _ = subscriber.wait_for_connect().await;
+        let connected = tokio::time::timeout(STARTUP_WAIT, async {
+            client.wait_for_connect().await.is_ok() && subscriber.wait_for_connect().await.is_ok()
         })
-        .await
-        .is_err()
-        {
+        .await;
+        if connected != Ok(true) {
             tracing::warn!("Redis not reachable yet; serving as not ready while retrying");
         }
 
