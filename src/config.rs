@@ -31,6 +31,8 @@ pub enum Command {
     GrpcServer(GrpcServerArgs),
     /// Call the gRPC UserService from the command line.
     GrpcClient(crate::grpc::client::ClientArgs),
+    /// Measure a running deployment (see docs/BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options shared by both servers.

@@ -6,13 +6,16 @@
 //!   in-process or through Redis.
 //! - [`ws`]: the WebSocket chat server and its page.
 //! - [`grpc`]: the UserService server, its stores and the command-line client.
-//! - [`shutdown`], [`logging`]: process plumbing.
+//! - [`bench`]: load generators behind `rtchat bench`.
+//! - [`shutdown`], [`logging`], [`process`]: process plumbing.
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod broadcast;
 pub mod config;
 pub mod grpc;
 pub mod logging;
+pub mod process;
 pub mod shutdown;
 pub mod ws;

@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
             Command::WsServer(args) => rtchat::ws::serve(args).await,
             Command::GrpcServer(args) => rtchat::grpc::serve(args).await,
             Command::GrpcClient(args) => rtchat::grpc::client::run(args).await,
+            Command::Bench(args) => rtchat::bench::run(args).await,
         }
     });
     // Background tasks (Redis reconnect loops, lingering sockets) must not

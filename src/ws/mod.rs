@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Binds `--listen` and serves until SIGTERM or Ctrl-C.
 pub async fn serve(args: WsServerArgs) -> anyhow::Result<()> {
+    crate::process::raise_fd_limit();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

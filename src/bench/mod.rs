@@ -1,0 +1,56 @@
+//! `rtchat bench`: load generators that measure a running deployment.
+//!
+//! They report what a reader needs to trust the numbers: counts that must
+//! add up (sent, expected, delivered, lost, duplicated), latency
+//! percentiles, the CPU time of the server processes, and the generator's
+//! own CPU time, so a run capped by the generator is visible as such.
+
+pub mod ws;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub mode: BenchMode,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchMode {
+    /// WebSocket fan-out (members, publishers, rate) or idle connections.
+    Ws(ws::WsBenchArgs),
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.mode {
+        BenchMode::Ws(args) => ws::run(args).await,
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram recorded in microseconds.
+    pub fn from_micros(h: &hdrhistogram::Histogram<u64>) -> Self {
+        let ms = |v: u64| v as f64 / 1000.0;
+        Self {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// A latency histogram in microseconds, 1 us to 10 min, 2 significant
+/// digits: small enough to keep one per connection.
+pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid histogram bounds")
+}
