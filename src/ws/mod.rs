@@ -30,9 +30,11 @@ use tokio_util::task::TaskTracker;
 
 /// Per-connection socket buffers. tungstenite's defaults (128 KiB read
 /// buffer allocated up front) would cost over a gigabyte for 10,000 idle
-/// sockets; chat frames are small, and a larger frame just takes more reads.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
-const WRITE_BUFFER_BYTES: usize = 4 * 1024;
+/// sockets; chat frames are a few hundred bytes, and a larger frame just
+/// takes more reads. Measured: 4 KiB buffers cost ~10 KB per idle
+/// connection, 1 KiB ~7 KB (docs/BENCHMARKS.md).
+const READ_BUFFER_BYTES: usize = 1024;
+const WRITE_BUFFER_BYTES: usize = 1024;
 /// Unsent bytes allowed to pile up in a socket's write buffer before writes
 /// fail instead of buffering more.
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
