@@ -91,6 +91,29 @@ pub struct GrpcServerArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
 
+    /// Require `authorization: Bearer <token>` on UserService calls
+    /// (health and reflection stay open).
+    #[arg(long, env = "AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
+    /// Read the bearer token from this file instead (e.g. a mounted secret).
+    #[arg(long, env = "AUTH_TOKEN_FILE", conflicts_with = "auth_token")]
+    pub auth_token_file: Option<std::path::PathBuf>,
+
+    /// Longest a unary call may take; the client's own deadline applies
+    /// when shorter. Streams are not cut by it.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Calls served at once per client connection; more wait.
+    #[arg(long, env = "CONCURRENCY_LIMIT", default_value_t = 256)]
+    pub concurrency_limit: usize,
+
+    /// HTTP/2 ping interval to detect dead peers (keep proxies' idle
+    /// timeouts above it).
+    #[arg(long, env = "KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub keepalive_interval: Duration,
+
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

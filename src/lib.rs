@@ -4,6 +4,7 @@
 //! - [`config`]: every subcommand's flags and environment variables.
 //! - [`broadcast`]: the ordered publish/subscribe log both servers share,
 //!   in-process or through Redis.
+//! - [`redis`]: Redis connection settings both servers share.
 //! - [`ws`]: the WebSocket chat server and its page.
 //! - [`grpc`]: the UserService server, its stores and the command-line client.
 //! - [`bench`]: load generators behind `rtchat bench`.
@@ -17,5 +18,6 @@ pub mod config;
 pub mod grpc;
 pub mod logging;
 pub mod process;
+pub mod redis;
 pub mod shutdown;
 pub mod ws;

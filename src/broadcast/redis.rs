@@ -27,10 +27,6 @@ const REPLAY_LUA: &str = concat!(include_str!("trim.lua"), include_str!("replay.
 /// an overflow is counted and repaired from the log.
 const PUBSUB_CAPACITY: usize = 16 * 1024;
 
-/// How long the first connection attempt is waited for at start-up before
-/// the server starts anyway (not ready) and keeps retrying.
-const STARTUP_WAIT: Duration = Duration::from_secs(3);
-
 pub struct RedisBroadcast {
     client: Client,
     subscriber: SubscriberClient,
@@ -66,35 +62,11 @@ impl RedisBroadcast {
         policy: HistoryPolicy,
         deliver: Deliver,
     ) -> anyhow::Result<Self> {
-        let mut config =
-            Config::from_url(url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
-        // Keep retrying when Redis is not up yet at start-up, as after any
-        // later disconnect: containers start in any order.
-        config.fail_fast = false;
-        let mut builder = Builder::from_config(config);
-        builder
-            .with_performance_config(|perf| {
-                perf.default_command_timeout = timeout;
-                perf.broadcast_channel_capacity = PUBSUB_CAPACITY;
-            })
-            .with_connection_config(|conn| {
-                conn.connection_timeout = timeout;
-                conn.internal_command_timeout = timeout;
-                conn.max_command_attempts = 1;
-            })
-            // Retry forever, 100 ms doubling to 2 s: a replica outlives Redis.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        let mut builder = crate::redis::builder(url, timeout)?;
+        builder.with_performance_config(|perf| perf.broadcast_channel_capacity = PUBSUB_CAPACITY);
         let client = builder.build()?;
         let subscriber = builder.build_subscriber_client()?;
-        client.connect();
-        subscriber.connect();
-        let connected = tokio::time::timeout(STARTUP_WAIT, async {
-            client.wait_for_connect().await.is_ok() && subscriber.wait_for_connect().await.is_ok()
-        })
-        .await;
-        if connected != Ok(true) {
-            tracing::warn!("Redis not reachable yet; serving as not ready while retrying");
-        }
+        crate::redis::connect(&[&client, &subscriber]).await;
 
         let this = Self {
             client,

@@ -1,9 +1,184 @@
-//! The gRPC UserService.
+//! The gRPC UserService server: store, update stream, health, reflection,
+//! auth, logging, timeouts and graceful shutdown.
+//!
+//! [`run`] takes a bound listener and a shutdown token, like the ws-server.
+//! On shutdown, health turns NOT_SERVING first so balancers stop sending,
+//! update streams end cleanly, and in-flight calls get until
+//! `--shutdown-timeout` to finish.
 
+pub mod auth;
 pub mod client;
+pub mod pb;
+pub mod service;
+pub mod store;
+pub mod validate;
 
+use crate::broadcast::{self, Broadcast, HistoryPolicy};
 use crate::config::GrpcServerArgs;
+use anyhow::Context;
+use pb::user_service_server::UserServiceServer;
+use service::UserService;
+use std::sync::Arc;
+use std::time::Duration;
+use store::UserStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
-pub async fn serve(_args: GrpcServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("grpc-server is not built yet")
+/// How often store reachability is reflected in the health service.
+const HEALTH_POLL: Duration = Duration::from_millis(250);
+
+/// The service name health checks ask about.
+pub const SERVICE_NAME: &str = "userservice.UserService";
+
+/// Updates kept in the broadcast log; nothing replays them today, so a
+/// short log is enough.
+const UPDATE_HISTORY: HistoryPolicy = HistoryPolicy {
+    max_len: 100,
+    max_age: Duration::from_secs(3600),
+};
+
+pub async fn serve(args: GrpcServerArgs) -> anyhow::Result<()> {
+    crate::process::raise_fd_limit();
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    run(listener, args, crate::shutdown::on_signal()).await
+}
+
+pub async fn run(
+    listener: TcpListener,
+    args: GrpcServerArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let token = auth::load_token(args.auth_token.clone(), args.auth_token_file.clone())?;
+    let store: Arc<dyn UserStore> = match &args.redis.redis_url {
+        Some(url) => {
+            Arc::new(store::redis::RedisStore::connect(url, args.redis.redis_timeout).await?)
+        }
+        None => Arc::new(store::memory::MemoryStore::default()),
+    };
+    let (updates, _) = tokio::sync::broadcast::channel(service::UPDATE_BUFFER);
+    let broker = broadcast::connect(
+        &args.redis,
+        UPDATE_HISTORY,
+        UserService::fan_in(updates.clone()),
+    )
+    .await?;
+    // Subscribed for the process's lifetime: one subscription serves every
+    // local stream. Retried in the background if Redis is not up yet.
+    spawn_subscribe(broker.clone(), shutdown.clone());
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    spawn_health(
+        reporter.clone(),
+        store.clone(),
+        broker.clone(),
+        shutdown.clone(),
+    );
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let users = UserServiceServer::new(UserService::new(store, broker, updates, shutdown.clone()));
+    let users = InterceptedService::new(users, auth::BearerAuth::new(token));
+
+    let addr = listener.local_addr()?;
+    let mode = if args.redis.redis_url.is_some() {
+        "redis"
+    } else {
+        "standalone"
+    };
+    tracing::info!(%addr, id = %args.id, mode, "grpc-server listening");
+
+    let stopping = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .timeout(args.request_timeout)
+        .concurrency_limit_per_connection(args.concurrency_limit)
+        .http2_keepalive_interval(Some(args.keepalive_interval))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(tower_http::trace::TraceLayer::new_for_grpc()
+            .make_span_with(|request: &axum::http::Request<_>| {
+                tracing::info_span!("rpc", method = %request.uri().path())
+            })
+            .on_request(())
+            .on_response(|response: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
+                let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0");
+                tracing::info!(status = code, latency_ms = latency.as_secs_f64() * 1000.0, "rpc");
+            })
+            .on_failure(|failure, latency: Duration, _: &tracing::Span| {
+                tracing::info!(status = %failure, latency_ms = latency.as_secs_f64() * 1000.0, "rpc failed");
+            }))
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(users)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            stopping.cancelled().await;
+            set_health(&reporter, ServingStatus::NotServing).await;
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.context("gRPC server failed")?,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(args.shutdown_timeout).await;
+        } => tracing::warn!("shutdown timeout; dropping remaining calls"),
+    }
+    tracing::info!("grpc-server stopped");
+    Ok(())
+}
+
+fn spawn_subscribe(broker: Arc<dyn Broadcast>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match broker.subscribe(service::UPDATES_TOPIC).await {
+                Ok(()) => return,
+                Err(err) => tracing::debug!(%err, "subscribing to user updates; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    });
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
+/// Keeps health in step with the store: NOT_SERVING while it is
+/// unreachable, and from shutdown on.
+fn spawn_health(
+    reporter: HealthReporter,
+    store: Arc<dyn UserStore>,
+    broker: Arc<dyn Broadcast>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut current = None;
+        let mut ticks = tokio::time::interval(HEALTH_POLL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            let status = if store.is_ready() && broker.is_ready() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if current != Some(status) {
+                if current.is_some() {
+                    tracing::info!(?status, "health changed");
+                }
+                set_health(&reporter, status).await;
+                current = Some(status);
+            }
+        }
+        set_health(&reporter, ServingStatus::NotServing).await;
+    });
 }

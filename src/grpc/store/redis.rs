@@ -1,0 +1,198 @@
+//! Users in Redis, so every replica behind a balancer agrees. Each write
+//! is one Lua script: id allocation, email uniqueness and the indexes
+//! change together or not at all, whatever other replicas do meanwhile.
+//!
+//! Keys: `rtchat:user:<id>` (hash name/email/created_at),
+//! `rtchat:users:next_id` (counter), `rtchat:users:ids` (sorted set, for
+//! listing in id order), `rtchat:users:emails` (lowercased email to id).
+
+use super::{SEED, StoreError, User, UserStore, timestamp};
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use std::time::Duration;
+
+const NEXT_ID: &str = "rtchat:users:next_id";
+const IDS: &str = "rtchat:users:ids";
+const EMAILS: &str = "rtchat:users:emails";
+
+pub struct RedisStore {
+    client: Client,
+    seed: Script,
+    create: Script,
+    update: Script,
+    delete: Script,
+    page: Script,
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let client = crate::redis::builder(url, timeout)?.build()?;
+        let store = Self {
+            client,
+            seed: Script::from_lua(include_str!("lua/seed.lua")),
+            create: Script::from_lua(include_str!("lua/create.lua")),
+            update: Script::from_lua(include_str!("lua/update.lua")),
+            delete: Script::from_lua(include_str!("lua/delete.lua")),
+            page: Script::from_lua(include_str!("lua/page.lua")),
+        };
+        if crate::redis::connect(&[&store.client]).await {
+            store.seed().await;
+        }
+        // A Redis that comes back empty is a new store: seed it again.
+        let mut reconnects = store.client.reconnect_rx();
+        let (client, seed) = (store.client.clone(), store.seed.clone());
+        tokio::spawn(async move {
+            while reconnects.recv().await.is_ok() {
+                if let Err(err) = run_seed(&client, &seed).await {
+                    tracing::warn!(%err, "seeding the user store after a reconnect failed");
+                }
+            }
+        });
+        Ok(store)
+    }
+
+    async fn seed(&self) {
+        if let Err(err) = run_seed(&self.client, &self.seed).await {
+            tracing::warn!(%err, "seeding the user store failed; will retry on reconnect");
+        }
+    }
+}
+
+async fn run_seed(client: &Client, seed: &Script) -> Result<(), Error> {
+    let mut args = vec![timestamp()];
+    for (name, email) in SEED {
+        args.extend([name.to_owned(), email.to_owned()]);
+    }
+    let seeded: i64 = seed
+        .evalsha_with_reload(client, vec![NEXT_ID, IDS, EMAILS], args)
+        .await?;
+    if seeded == 1 {
+        tracing::info!("seeded a new user store");
+    }
+    Ok(())
+}
+
+fn map_err(err: Error, email: Option<&str>) -> StoreError {
+    let details = err.details();
+    if details.contains("NOT_FOUND") {
+        StoreError::NotFound
+    } else if details.contains("EMAIL_TAKEN") {
+        StoreError::EmailTaken(email.unwrap_or_default().to_owned())
+    } else {
+        StoreError::Unavailable(err.to_string())
+    }
+}
+
+fn user_from(id: i32, fields: Vec<Option<String>>) -> Result<User, StoreError> {
+    let mut fields = fields.into_iter();
+    match (
+        fields.next().flatten(),
+        fields.next().flatten(),
+        fields.next().flatten(),
+    ) {
+        (Some(name), Some(email), Some(created_at)) => Ok(User {
+            id,
+            name,
+            email,
+            created_at,
+        }),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+#[async_trait]
+impl UserStore for RedisStore {
+    async fn get(&self, id: i32) -> Result<User, StoreError> {
+        let fields: Vec<Option<String>> = self
+            .client
+            .hmget(
+                format!("rtchat:user:{id}"),
+                vec!["name", "email", "created_at"],
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        user_from(id, fields)
+    }
+
+    async fn page(&self, after: i32, limit: usize) -> Result<Vec<User>, StoreError> {
+        let flat: Vec<String> = self
+            .page
+            .evalsha_with_reload(
+                &self.client,
+                vec![IDS],
+                vec![after.to_string(), limit.to_string()],
+            )
+            .await
+            .map_err(|e| map_err(e, None))?;
+        flat.chunks_exact(4)
+            .map(|c| {
+                let id = c[0]
+                    .parse()
+                    .map_err(|_| StoreError::Unavailable(format!("bad user id {:?}", c[0])))?;
+                Ok(User {
+                    id,
+                    name: c[1].clone(),
+                    email: c[2].clone(),
+                    created_at: c[3].clone(),
+                })
+            })
+            .collect()
+    }
+
+    async fn create(&self, name: &str, email: &str) -> Result<User, StoreError> {
+        let created_at = timestamp();
+        let id: i64 = self
+            .create
+            .evalsha_with_reload(
+                &self.client,
+                vec![NEXT_ID, IDS, EMAILS],
+                vec![name, email, &created_at],
+            )
+            .await
+            .map_err(|e| map_err(e, Some(email)))?;
+        let id =
+            i32::try_from(id).map_err(|_| StoreError::Unavailable("user ids exhausted".into()))?;
+        Ok(User {
+            id,
+            name: name.to_owned(),
+            email: email.to_owned(),
+            created_at,
+        })
+    }
+
+    async fn update(
+        &self,
+        id: i32,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<User, StoreError> {
+        let fields: Vec<Option<String>> = self
+            .update
+            .evalsha_with_reload(
+                &self.client,
+                vec![EMAILS],
+                vec![
+                    id.to_string(),
+                    name.unwrap_or_default().to_owned(),
+                    email.unwrap_or_default().to_owned(),
+                ],
+            )
+            .await
+            .map_err(|e| map_err(e, email))?;
+        user_from(id, fields)
+    }
+
+    async fn delete(&self, id: i32) -> Result<User, StoreError> {
+        let fields: Vec<Option<String>> = self
+            .delete
+            .evalsha_with_reload(&self.client, vec![IDS, EMAILS], vec![id.to_string()])
+            .await
+            .map_err(|e| map_err(e, None))?;
+        user_from(id, fields)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.client.is_connected()
+    }
+}

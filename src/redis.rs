@@ -1,0 +1,68 @@
+//! Redis connection settings shared by the broadcast and the user store:
+//! fail a command after a timeout instead of queueing it while Redis is
+//! away, and reconnect forever, at start-up too.
+
+use fred::prelude::*;
+use std::time::Duration;
+
+/// How long the first connection is waited for at start-up before the
+/// server starts anyway (not ready) and keeps retrying.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(3);
+
+pub fn builder(url: &str, timeout: Duration) -> anyhow::Result<Builder> {
+    let mut config =
+        Config::from_url(url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
+    // Keep retrying when Redis is not up yet at start-up, as after any later
+    // disconnect: containers start in any order.
+    config.fail_fast = false;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_performance_config(|perf| perf.default_command_timeout = timeout)
+        .with_connection_config(|conn| {
+            conn.connection_timeout = timeout;
+            conn.internal_command_timeout = timeout;
+            conn.max_command_attempts = 1;
+        })
+        // 100 ms doubling to 2 s, forever: a replica outlives Redis.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    Ok(builder)
+}
+
+/// Starts connecting and waits up to [`STARTUP_WAIT`]; false if Redis was
+/// not reached by then (the clients keep trying in the background).
+pub async fn connect(clients: &[&dyn ClientLikeConnect]) -> bool {
+    for client in clients {
+        client.start();
+    }
+    let connected = tokio::time::timeout(STARTUP_WAIT, async {
+        for client in clients {
+            if !client.wait().await {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap_or(false);
+    if !connected {
+        tracing::warn!("Redis not reachable yet; serving as not ready while retrying");
+    }
+    connected
+}
+
+/// The two fred calls [`connect`] needs, for any kind of fred client.
+#[async_trait::async_trait]
+pub trait ClientLikeConnect: Sync {
+    fn start(&self);
+    async fn wait(&self) -> bool;
+}
+
+#[async_trait::async_trait]
+impl<C: ClientLike + Sync> ClientLikeConnect for C {
+    fn start(&self) {
+        self.connect();
+    }
+    async fn wait(&self) -> bool {
+        self.wait_for_connect().await.is_ok()
+    }
+}
