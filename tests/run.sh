@@ -15,6 +15,13 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The cross-stack gRPC test generates a Python client from proto/ with the
+# same grpcio release the original service pinned.
+if ! python3 -c "import grpc, grpc_tools" >/dev/null 2>&1; then
+  echo "installing: grpcio grpcio-tools (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "grpcio==1.60.0" "grpcio-tools==1.60.0"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then

@@ -5,7 +5,9 @@
 //! stderr and exits non-zero.
 
 use super::pb::user_service_client::UserServiceClient;
-use super::pb::{CreateUserRequest, Empty, UpdateUserRequest, UserRequest, UserResponse, UserUpdate};
+use super::pb::{
+    CreateUserRequest, Empty, UpdateUserRequest, UserRequest, UserResponse, UserUpdate,
+};
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
@@ -17,7 +19,12 @@ use tonic::{Code, Request, Status};
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Server address.
-    #[arg(long, env = "GRPC_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "GRPC_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     pub addr: String,
 
     /// Print one JSON object per line instead of text.
@@ -80,7 +87,9 @@ pub struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -97,7 +106,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         return health(channel, service, &args).await;
     }
     let token = match &args.token {
-        Some(token) => Some(format!("Bearer {token}").parse().context("the token is not valid header text")?),
+        Some(token) => Some(
+            format!("Bearer {token}")
+                .parse()
+                .context("the token is not valid header text")?,
+        ),
         None => None,
     };
     let mut client = UserServiceClient::with_interceptor(channel, Auth(token));
@@ -106,11 +119,16 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         Call::Get { id } => out.user_line("User:", &get(&mut client, id, &args).await?),
         Call::List => drop(list(&mut client, &out).await?),
         Call::Create { name, email } => {
-            let user = call(client.create_user(unary(CreateUserRequest { name, email }, &args))).await?;
+            let user =
+                call(client.create_user(unary(CreateUserRequest { name, email }, &args))).await?;
             out.created(&user);
         }
         Call::Update { id, name, email } => {
-            let request = UpdateUserRequest { id, name: name.unwrap_or_default(), email: email.unwrap_or_default() };
+            let request = UpdateUserRequest {
+                id,
+                name: name.unwrap_or_default(),
+                email: email.unwrap_or_default(),
+            };
             let user = call(client.update_user(unary(request, &args))).await?;
             out.with_id("Updated", &user);
         }
@@ -141,8 +159,13 @@ fn unary<T>(message: T, args: &ClientArgs) -> Request<T> {
     request
 }
 
-async fn call<T>(response: impl Future<Output = Result<tonic::Response<T>, Status>>) -> anyhow::Result<T> {
-    response.await.map(tonic::Response::into_inner).map_err(describe)
+async fn call<T>(
+    response: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> anyhow::Result<T> {
+    response
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(describe)
 }
 
 async fn get(client: &mut Client, id: i32, args: &ClientArgs) -> anyhow::Result<UserResponse> {
@@ -162,11 +185,19 @@ async fn list(client: &mut Client, out: &Printer) -> anyhow::Result<Vec<UserResp
 
 async fn health(channel: Channel, service: &str, args: &ClientArgs) -> anyhow::Result<()> {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let request = unary(HealthCheckRequest { service: service.to_owned() }, args);
+    let request = unary(
+        HealthCheckRequest {
+            service: service.to_owned(),
+        },
+        args,
+    );
     let status = call(HealthClient::new(channel).check(request)).await?;
     let name = status.status().as_str_name();
     if args.json {
-        println!("{}", serde_json::json!({"service": service, "status": name}));
+        println!(
+            "{}",
+            serde_json::json!({"service": service, "status": name})
+        );
     } else {
         println!("{name}");
     }
@@ -190,7 +221,10 @@ async fn demo(client: &mut Client, args: &ClientArgs, out: &Printer) -> anyhow::
     let users = list(client, out).await?;
 
     out.heading("Create User");
-    let request = CreateUserRequest { name: "Charlie".into(), email: "charlie@example.com".into() };
+    let request = CreateUserRequest {
+        name: "Charlie".into(),
+        email: "charlie@example.com".into(),
+    };
     let charlie = match client.create_user(unary(request, args)).await {
         Ok(response) => {
             let user = response.into_inner();
@@ -198,7 +232,9 @@ async fn demo(client: &mut Client, args: &ClientArgs, out: &Printer) -> anyhow::
             user
         }
         Err(status) if status.code() == Code::AlreadyExists => {
-            let existing = users.into_iter().find(|u| u.email.eq_ignore_ascii_case("charlie@example.com"));
+            let existing = users
+                .into_iter()
+                .find(|u| u.email.eq_ignore_ascii_case("charlie@example.com"));
             let user = existing.context("charlie@example.com exists but was not listed")?;
             out.note(&format!("Charlie already exists with ID {}", user.id));
             user
@@ -207,19 +243,26 @@ async fn demo(client: &mut Client, args: &ClientArgs, out: &Printer) -> anyhow::
     };
 
     out.heading("Subscribe to Updates");
-    let touch = UpdateUserRequest { id: charlie.id, name: charlie.name.clone(), email: String::new() };
+    let touch = UpdateUserRequest {
+        id: charlie.id,
+        name: charlie.name.clone(),
+        email: String::new(),
+    };
     call(client.update_user(unary(touch, args))).await?;
     let wait = tokio::time::timeout(DEMO_WAIT, async {
         while let Some(update) = updates.next().await {
             let update = update.map_err(describe)?;
             out.update(&update);
-            if update.action == "updated" && update.user.as_ref().is_some_and(|u| u.id == charlie.id) {
+            if update.action == "updated"
+                && update.user.as_ref().is_some_and(|u| u.id == charlie.id)
+            {
                 return Ok(());
             }
         }
         bail!("the server ended the update stream")
     });
-    wait.await.map_err(|_| anyhow!("no update arrived within {DEMO_WAIT:?}"))?
+    wait.await
+        .map_err(|_| anyhow!("no update arrived within {DEMO_WAIT:?}"))?
 }
 
 struct Printer {
@@ -264,7 +307,10 @@ impl Printer {
     fn update(&self, update: &UserUpdate) {
         let user = update.user.clone().unwrap_or_default();
         if self.json {
-            println!("{}", serde_json::json!({"action": update.action, "user": user_json(&user)}));
+            println!(
+                "{}",
+                serde_json::json!({"action": update.action, "user": user_json(&user)})
+            );
         } else {
             println!("{}: {}", update.action, user.name);
         }

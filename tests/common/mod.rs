@@ -470,3 +470,33 @@ impl Client {
 pub fn id_of(frame: &Value) -> u64 {
     frame["id"].as_str().unwrap().parse().unwrap()
 }
+
+impl Process {
+    pub fn grpc_server(id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
+        let mut args = vec!["grpc-server", "--id", id];
+        let url = redis.map(Redis::url);
+        if let Some(url) = &url {
+            args.extend(["--redis-url", url]);
+        }
+        args.extend(extra);
+        Self::spawn_server(&args)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Runs `rtchat grpc-client --addr <addr> <args>`: (exit ok, stdout, stderr).
+pub fn grpc_client(addr: &str, args: &[&str]) -> (bool, String, String) {
+    let output = rtchat()
+        .args(["grpc-client", "--addr", addr, "--timeout", "3s"])
+        .args(args)
+        .output()
+        .expect("rtchat binary");
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
