@@ -5,6 +5,7 @@
 //! percentiles, the CPU time of the server processes, and the generator's
 //! own CPU time, so a run capped by the generator is visible as such.
 
+pub mod grpc;
 pub mod ws;
 
 use clap::{Args, Subcommand};
@@ -19,11 +20,14 @@ pub struct BenchArgs {
 pub enum BenchMode {
     /// WebSocket fan-out (members, publishers, rate) or idle connections.
     Ws(ws::WsBenchArgs),
+    /// gRPC calls at a concurrency: throughput and latency.
+    Grpc(grpc::GrpcBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.mode {
         BenchMode::Ws(args) => ws::run(args).await,
+        BenchMode::Grpc(args) => grpc::run(args).await,
     }
 }
 

@@ -1,0 +1,263 @@
+//! gRPC benchmark: many concurrent calls over several HTTP/2 connections,
+//! for throughput and latency percentiles of unary and streaming RPCs.
+
+use super::{Percentiles, latency_histogram};
+use crate::grpc::pb::user_service_client::UserServiceClient;
+use crate::grpc::pb::{CreateUserRequest, Empty, UserRequest};
+use crate::process;
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rpc {
+    /// Unary GetUser of user 1.
+    Get,
+    /// ListUsers, reading the whole stream each call.
+    List,
+    /// Unary CreateUser with fresh emails.
+    Create,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GrpcBenchArgs {
+    /// Server address.
+    #[arg(long, env = "GRPC_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+
+    /// Which RPC to call.
+    #[arg(long, value_enum, default_value_t = Rpc::Get)]
+    pub rpc: Rpc,
+
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+
+    /// Calls in flight per connection.
+    #[arg(long, default_value_t = 32)]
+    pub streams: usize,
+
+    /// How long to call.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Stop after this many calls in total instead.
+    #[arg(long)]
+    pub count: Option<u64>,
+
+    /// Create this many users before measuring (for `--rpc list`).
+    #[arg(long, default_value_t = 0)]
+    pub seed: usize,
+
+    /// Server process ids, for their CPU time and memory.
+    #[arg(long = "pid", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GrpcReport {
+    pub rpc: Rpc,
+    pub connections: usize,
+    pub streams: usize,
+    pub duration_s: f64,
+    pub calls: u64,
+    pub errors: u64,
+    pub calls_per_s: f64,
+    /// Messages received (users, for list).
+    pub items: u64,
+    pub items_per_s: f64,
+    pub latency_ms: Percentiles,
+    pub server_cpu_s: Option<f64>,
+    pub server_rss_kib: Option<u64>,
+    pub bench_cpu_s: Option<f64>,
+}
+
+struct Worker {
+    calls: u64,
+    errors: u64,
+    items: u64,
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+pub async fn run(args: GrpcBenchArgs) -> anyhow::Result<()> {
+    if args.connections == 0 || args.streams == 0 {
+        bail!("need at least one connection and one stream");
+    }
+    process::raise_fd_limit();
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        let endpoint = Endpoint::from_shared(args.addr.clone()).context("invalid --addr")?;
+        channels.push(
+            endpoint
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {}", args.addr))?,
+        );
+    }
+    seed(&channels[0], args.seed).await?;
+
+    let workers_total = (args.connections * args.streams) as u64;
+    let per_worker = args.count.map(|n| n.div_ceil(workers_total));
+    let cpu_before = process::total_cpu(&args.pids);
+    let bench_before = process::cpu_time(std::process::id());
+    let started = Instant::now();
+    let deadline = started + args.duration;
+    let mut tasks = Vec::new();
+    for (c, channel) in channels.iter().enumerate() {
+        for s in 0..args.streams {
+            let client = UserServiceClient::new(channel.clone());
+            let tag = c * args.streams + s;
+            tasks.push(tokio::spawn(work(
+                client, args.rpc, deadline, per_worker, tag,
+            )));
+        }
+    }
+    let mut latency = latency_histogram();
+    let (mut calls, mut errors, mut items) = (0, 0, 0);
+    for task in tasks {
+        let worker = task.await?;
+        calls += worker.calls;
+        errors += worker.errors;
+        items += worker.items;
+        latency.add(worker.latency)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let delta =
+        |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| (b - a).as_secs_f64());
+    let report = GrpcReport {
+        rpc: args.rpc,
+        connections: args.connections,
+        streams: args.streams,
+        duration_s: elapsed,
+        calls,
+        errors,
+        calls_per_s: calls as f64 / elapsed,
+        items,
+        items_per_s: items as f64 / elapsed,
+        latency_ms: Percentiles::from_micros(&latency),
+        server_cpu_s: delta(cpu_before, process::total_cpu(&args.pids)),
+        server_rss_kib: process::total_rss_kib(&args.pids),
+        bench_cpu_s: delta(bench_before, process::cpu_time(std::process::id())),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let l = &report.latency_ms;
+        println!(
+            "{:?} over {} connections x {} streams for {:.1} s\ncalls {}  errors {}  calls/s {:.0}  items/s {:.0}\n\
+             latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}\nserver cpu s {}  rss KiB {}\nbench cpu s {}",
+            report.rpc,
+            report.connections,
+            report.streams,
+            report.duration_s,
+            report.calls,
+            report.errors,
+            report.calls_per_s,
+            report.items_per_s,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.max,
+            report
+                .server_cpu_s
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or("-".into()),
+            report
+                .server_rss_kib
+                .map(|v| v.to_string())
+                .unwrap_or("-".into()),
+            report
+                .bench_cpu_s
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or("-".into()),
+        );
+    }
+    Ok(())
+}
+
+async fn seed(channel: &Channel, users: usize) -> anyhow::Result<()> {
+    if users == 0 {
+        return Ok(());
+    }
+    let stamp = std::process::id();
+    let batch: Vec<_> = (0..users).collect();
+    for chunk in batch.chunks(256) {
+        let calls = chunk.iter().map(|i| {
+            let mut client = UserServiceClient::new(channel.clone());
+            let request = CreateUserRequest {
+                name: format!("Seed {i}"),
+                email: format!("seed-{stamp}-{i}@example.com"),
+            };
+            async move { client.create_user(request).await }
+        });
+        for result in futures_util::future::join_all(calls).await {
+            result.context("seeding users")?;
+        }
+    }
+    eprintln!("  seeded {users} users");
+    Ok(())
+}
+
+async fn work(
+    mut client: UserServiceClient<Channel>,
+    rpc: Rpc,
+    deadline: Instant,
+    limit: Option<u64>,
+    tag: usize,
+) -> Worker {
+    let mut w = Worker {
+        calls: 0,
+        errors: 0,
+        items: 0,
+        latency: latency_histogram(),
+    };
+    let stamp = format!("{}-{tag}", std::process::id());
+    while Instant::now() < deadline && limit.is_none_or(|n| w.calls < n) {
+        let start = Instant::now();
+        let result: Result<u64, tonic::Status> = match rpc {
+            Rpc::Get => client.get_user(UserRequest { id: 1 }).await.map(|_| 1),
+            Rpc::Create => {
+                let request = CreateUserRequest {
+                    name: "Bench".into(),
+                    email: format!("bench-{stamp}-{}@example.com", w.calls),
+                };
+                client.create_user(request).await.map(|_| 1)
+            }
+            Rpc::List => match client.list_users(Empty {}).await {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    let mut n = 0;
+                    let mut failed = None;
+                    while let Some(item) = stream.next().await {
+                        match item {
+                            Ok(_) => n += 1,
+                            Err(status) => {
+                                failed = Some(status);
+                                break;
+                            }
+                        }
+                    }
+                    failed.map_or(Ok(n), Err)
+                }
+                Err(status) => Err(status),
+            },
+        };
+        w.calls += 1;
+        match result {
+            Ok(n) => {
+                w.items += n;
+                let _ = w.latency.record(start.elapsed().as_micros().max(1) as u64);
+            }
+            Err(_) => w.errors += 1,
+        }
+    }
+    w
+}
