@@ -31,9 +31,13 @@ const WRITE_BATCH: usize = 64;
 /// How long a close frame may take to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The same for a client closed as too slow: its socket is full, so the
-/// close code only arrives if it starts reading again soon. Its queue is
-/// released first, so waiting costs no memory.
+/// How long a socket closed for an oversized frame stays open so the
+/// client can read why before the connection is reset.
+const OVERSIZE_LINGER: Duration = Duration::from_millis(500);
+
+/// How long the close frame of a client closed as too slow may take: its
+/// socket is full, so the close code only arrives if it starts reading
+/// again soon. Its queue is released first, so waiting costs no memory.
 const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Close codes, part of the contract.
@@ -158,7 +162,14 @@ impl Connection {
                         Err(err) if is_capacity_error(&err) => {
                             let limit = self.state.limits.max_frame_bytes;
                             let _ = self.reject(Reject::new(ErrorCode::FrameTooLarge, format!("frame larger than {limit} bytes"))).await;
-                            break self.close(close::TOO_BIG, "frame too large", End::FrameTooLarge).await;
+                            let end = self.close(close::TOO_BIG, "frame too large", End::FrameTooLarge).await;
+                            // The refused payload is still unread in the socket, so
+                            // closing now would reset the connection and could take
+                            // the close frame with it. Reading it is not an option
+                            // (that is the buffering the limit refuses), so give the
+                            // client a moment to read the close and hang up first.
+                            tokio::time::sleep(OVERSIZE_LINGER).await;
+                            break end;
                         }
                         Err(err) => break End::Io(err.to_string()),
                     }
