@@ -33,6 +33,8 @@ pub enum Command {
     GrpcClient(crate::grpc::client::ClientArgs),
     /// Measure a running deployment (see docs/BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+    /// Health check for containers: exit 0 when an HTTP or gRPC target is ready.
+    Probe(crate::probe::ProbeArgs),
 }
 
 /// Options shared by both servers.
@@ -52,7 +54,9 @@ pub struct RedisArgs {
 #[derive(Debug, Clone, Args)]
 pub struct WsServerArgs {
     /// Name of this replica, shown to clients in every message it accepts.
-    #[arg(long, env = "SERVER_ID", default_value = "server-1")]
+    /// `{hostname}` in it becomes the host name (under Docker, the
+    /// container's), so replicas of one scaled service get distinct names.
+    #[arg(long, env = "SERVER_ID", default_value = "server-1", value_parser = replica_id)]
     pub id: String,
 
     /// Address to listen on for HTTP and WebSocket.
@@ -80,8 +84,8 @@ pub struct WsServerArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct GrpcServerArgs {
-    /// Name of this replica, used in logs.
-    #[arg(long, env = "SERVER_ID", default_value = "grpc-1")]
+    /// Name of this replica, used in logs; `{hostname}` as for ws-server.
+    #[arg(long, env = "SERVER_ID", default_value = "grpc-1", value_parser = replica_id)]
     pub id: String,
 
     /// Address to listen on for gRPC (HTTP/2).
@@ -117,4 +121,39 @@ pub struct GrpcServerArgs {
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+/// Expands `{hostname}` in a replica id.
+fn replica_id(id: &str) -> Result<String, String> {
+    if !id.contains("{hostname}") {
+        return Ok(id.to_owned());
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .ok_or("{hostname} used but the host name is unknown")?;
+    Ok(id.replace("{hostname}", &host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_id_expands_hostname() {
+        assert_eq!(replica_id("server-1").unwrap(), "server-1");
+        let expanded = replica_id("ws-{hostname}").unwrap();
+        assert!(expanded.starts_with("ws-") && !expanded.contains('{') && expanded.len() > 3);
+    }
+
+    #[test]
+    fn every_subcommand_parses_its_defaults() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        for args in [&["rtchat", "ws-server"][..], &["rtchat", "grpc-server"], &["rtchat", "grpc-client", "list"]] {
+            Cli::try_parse_from(args).unwrap();
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! - [`redis`]: Redis connection settings both servers share.
 //! - [`ws`]: the WebSocket chat server and its page.
 //! - [`grpc`]: the UserService server, its stores and the command-line client.
+//! - [`probe`]: the container health check.
 //! - [`bench`]: load generators behind `rtchat bench`.
 //! - [`shutdown`], [`logging`], [`process`]: process plumbing.
 
@@ -17,6 +18,7 @@ pub mod broadcast;
 pub mod config;
 pub mod grpc;
 pub mod logging;
+pub mod probe;
 pub mod process;
 pub mod redis;
 pub mod shutdown;

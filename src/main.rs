@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
             Command::GrpcServer(args) => rtchat::grpc::serve(args).await,
             Command::GrpcClient(args) => rtchat::grpc::client::run(args).await,
             Command::Bench(args) => rtchat::bench::run(args).await,
+            Command::Probe(args) => rtchat::probe::run(args).await,
         }
     });
     // Background tasks (Redis reconnect loops, lingering sockets) must not
