@@ -152,7 +152,11 @@ mod tests {
     fn every_subcommand_parses_its_defaults() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-        for args in [&["rtchat", "ws-server"][..], &["rtchat", "grpc-server"], &["rtchat", "grpc-client", "list"]] {
+        for args in [
+            &["rtchat", "ws-server"][..],
+            &["rtchat", "grpc-server"],
+            &["rtchat", "grpc-client", "list"],
+        ] {
             Cli::try_parse_from(args).unwrap();
         }
     }

@@ -35,12 +35,17 @@ async fn probe(target: &str, timeout: Duration) -> anyhow::Result<()> {
         let mut stream = tokio::net::TcpStream::connect(authority)
             .await
             .with_context(|| format!("cannot connect to {authority}"))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut head = vec![0; STATUS_LINE_BYTES];
         let n = stream.read(&mut head).await?;
         let line = String::from_utf8_lossy(&head[..n]);
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("not an HTTP response")?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("not an HTTP response")?;
         if !(200..300).contains(&status) {
             bail!("{target} answered {status}");
         }
@@ -52,7 +57,9 @@ async fn probe(target: &str, timeout: Duration) -> anyhow::Result<()> {
             json: false,
             timeout,
             token: None,
-            call: crate::grpc::client::Call::Health { service: String::new() },
+            call: crate::grpc::client::Call::Health {
+                service: String::new(),
+            },
         };
         crate::grpc::client::run(args).await
     } else {

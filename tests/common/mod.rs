@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -170,9 +172,14 @@ impl Process {
     /// Starts `rtchat <args> --listen 127.0.0.1:0` and waits for its
     /// "listening" log line to learn the port.
     pub fn spawn_server(args: &[&str]) -> Self {
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = rtchat()
             .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -499,4 +506,115 @@ pub fn grpc_client(addr: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8(output.stdout).unwrap(),
         String::from_utf8(output.stderr).unwrap(),
     )
+}
+
+/// A port that is free on several loopback addresses at once.
+pub fn free_port_on(ips: &[&str]) -> u16 {
+    loop {
+        let port = free_port();
+        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+            return port;
+        }
+    }
+}
+
+/// Real nginx running a config file, on a private prefix directory.
+pub struct Nginx {
+    pub port: u16,
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    /// Starts `nginx` with `config` (the text of a full nginx.conf).
+    pub fn start(config: &str, port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("rtchat-nginx-{}", free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg("stderr")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-g")
+            .arg(format!(
+                "daemon off; pid {};",
+                dir.join("nginx.pid").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx not found; run the test command from the README, which installs it");
+        let nginx = Self {
+            port,
+            child: Some(child),
+            dir,
+        };
+        let end = Instant::now() + DEADLINE;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "nginx did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM, so the master stops its workers too; SIGKILL would
+            // orphan them, still holding the port.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let end = Instant::now() + DEADLINE;
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The repository's deploy/nginx/nginx.conf with its Docker names and ports
+/// mapped to this test's processes.
+pub fn deploy_nginx_config(dns_port: u16, ws_port: u16, listen_port: u16) -> String {
+    let original = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/nginx/nginx.conf"
+    ))
+    .unwrap();
+    let mapped = original
+        .replace(
+            "resolver 127.0.0.11 ",
+            &format!("resolver 127.0.0.1:{dns_port} "),
+        )
+        .replace("ws-server:3000", &format!("ws-server:{ws_port}"))
+        .replace("listen 80;", &format!("listen 127.0.0.1:{listen_port};"))
+        .replace("worker_connections 10240;", "worker_connections 1024;")
+        .replace("access_log /dev/stdout;", "access_log off;");
+    for (from, what) in [
+        ("resolver 127.0.0.11 ", "resolver"),
+        ("ws-server:3000", "upstream"),
+        ("listen 80;", "listen"),
+    ] {
+        assert!(
+            original.contains(from) && !mapped.contains(from),
+            "deploy config's {what} was not mapped"
+        );
+    }
+    mapped
 }

@@ -1,0 +1,142 @@
+//! The repository's own deploy/nginx/nginx.conf on real nginx, in front of
+//! three ws-server replicas and a private Redis. Docker's DNS is played by
+//! a small DNS server that maps the service name to the replicas' loopback
+//! addresses, so nginx resolves and re-resolves exactly as in compose.
+
+mod common;
+
+use common::dns::Dns;
+use common::*;
+use std::net::Ipv4Addr;
+
+struct Deployment {
+    _redis: Redis,
+    dns: Dns,
+    ws_port: u16,
+    replicas: Vec<Process>,
+    nginx: Nginx,
+}
+
+const IPS: [&str; 4] = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+
+impl Deployment {
+    fn start() -> Self {
+        let redis = Redis::start();
+        let ws_port = free_port_on(&IPS);
+        let replicas = (0..3).map(|i| replica(&redis, i, ws_port)).collect();
+        let dns = Dns::start();
+        dns.set(
+            "ws-server",
+            &IPS[..3]
+                .iter()
+                .map(|ip| ip.parse().unwrap())
+                .collect::<Vec<Ipv4Addr>>(),
+        );
+        let nginx_port = free_port();
+        let nginx = Nginx::start(
+            &deploy_nginx_config(dns.port, ws_port, nginx_port),
+            nginx_port,
+        );
+        Self {
+            _redis: redis,
+            dns,
+            ws_port,
+            replicas,
+            nginx,
+        }
+    }
+
+    /// Connects through nginx until landing on the given replica.
+    async fn through_nginx_to(&self, server: &str) -> Client {
+        wait_for("nginx to route to the replica", DEADLINE, async || {
+            let c = Client::connect(&self.nginx.ws_url()).await;
+            (c.server == server).then_some(c)
+        })
+        .await
+    }
+}
+
+fn replica(redis: &Redis, i: usize, port: u16) -> Process {
+    let listen = format!("{}:{port}", IPS[i]);
+    Process::ws_server(
+        &format!("server-{}", i + 1),
+        Some(redis),
+        &["--listen", &listen],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_through_nginx_and_directly_is_one_room() {
+    let d = Deployment::start();
+    let (status, page) = http_get(&d.nginx.url("/")).await;
+    assert!(
+        status == 200 && page.contains("<html"),
+        "the page loads through nginx"
+    );
+    assert_eq!(http_get(&d.nginx.url("/healthz")).await.0, 200);
+
+    // One member through nginx on every replica, and one directly on each.
+    let mut members = Vec::new();
+    for i in 0..3 {
+        members.push(d.through_nginx_to(&format!("server-{}", i + 1)).await);
+        members.push(Client::connect(&d.replicas[i].ws_url()).await);
+    }
+    for m in &mut members {
+        m.join("lobby").await;
+    }
+    for i in 0..members.len() {
+        let text = format!("from {i}");
+        members[i].say("lobby", &text).await;
+        for (j, m) in members.iter_mut().enumerate() {
+            if j != i {
+                assert_eq!(
+                    m.recv_type("message").await["message"],
+                    text.as_str(),
+                    "member {j}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_moves_its_clients_without_loss() {
+    let mut d = Deployment::start();
+    let mut victim = d.through_nginx_to("server-2").await;
+    victim.join("r").await;
+    let mut sender = Client::connect(&d.replicas[0].ws_url()).await;
+    sender.say("r", "before").await;
+    let last = victim.recv_type("message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    d.replicas[1].kill();
+    assert_eq!(victim.recv_close().await, None);
+    let mut missed = Vec::new();
+    for n in 0..10 {
+        missed.push(format!("while away {n}"));
+        sender.say("r", &missed[n]).await;
+    }
+    // Reconnecting through nginx lands on a live replica, whatever the order.
+    let mut back = Client::connect(&d.nginx.ws_url()).await;
+    assert_ne!(back.server, "server-2");
+    assert_eq!(back.join_since("r", &last).await["recovered"], true);
+    sender.say("r", "after").await;
+    assert_eq!(back.texts_until("after").await, missed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_gets_traffic_without_touching_nginx() {
+    let d = Deployment::start();
+    let added = replica(&d._redis, 3, d.ws_port);
+    d.dns.set(
+        "ws-server",
+        &IPS.iter()
+            .map(|ip| ip.parse().unwrap())
+            .collect::<Vec<Ipv4Addr>>(),
+    );
+    let mut c = d.through_nginx_to("server-4").await;
+    c.join("r").await;
+    drop(added);
+}
