@@ -1,7 +1,9 @@
 //! In-process broadcast for a standalone server: the log lives in memory and
 //! every publish is delivered straight to this process.
 
-use super::{Broadcast, BroadcastError, Deliver, Envelope, HistoryPolicy, Replay, now_micros};
+use super::{
+    Broadcast, BroadcastError, Deliver, Envelope, From, HistoryPolicy, Kind, Replay, now_micros,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -18,6 +20,8 @@ pub struct MemoryBroadcast {
     /// A std mutex: nothing is awaited while it is held, and holding it
     /// across delivery is what keeps delivery order equal to id order.
     topics: Mutex<HashMap<Arc<str>, Log>>,
+    /// Topic to member to info. Held across delivery for the same reason.
+    presence: Mutex<HashMap<Arc<str>, HashMap<String, Bytes>>>,
     resumed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -38,6 +42,7 @@ impl MemoryBroadcast {
             policy,
             deliver,
             topics: Mutex::new(HashMap::new()),
+            presence: Mutex::new(HashMap::new()),
             resumed: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -87,7 +92,7 @@ impl Broadcast for MemoryBroadcast {
         log.trim(self.policy.max_len, oldest_kept);
         (self.deliver)(Envelope {
             topic: log.name.clone(),
-            id,
+            kind: Kind::Message { id },
             payload,
         });
         Ok(id)
@@ -99,42 +104,89 @@ impl Broadcast for MemoryBroadcast {
 
     async fn unsubscribe(&self, _topic: &str) {}
 
-    async fn replay(&self, topic: &str, since: Option<u64>) -> Result<Replay, BroadcastError> {
+    async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError> {
         let oldest_kept = now_micros().saturating_sub(self.max_age_micros());
         let mut topics = self.topics.lock().expect("broadcast log lock poisoned");
         let Some(log) = topics.get_mut(topic) else {
             return Ok(Replay {
-                recovered: since.is_none(),
+                recovered: !matches!(from, From::Since(_)),
                 ..Replay::default()
             });
         };
         log.trim(self.policy.max_len, oldest_kept);
         let last_id = Some(log.last);
-        let Some(since) = since else {
-            return Ok(Replay {
-                recovered: true,
-                last_id,
-                messages: Vec::new(),
-            });
+        let messages = match from {
+            From::Position => Vec::new(),
+            From::Last(n) => log
+                .entries
+                .iter()
+                .skip(log.entries.len().saturating_sub(n))
+                .cloned()
+                .collect(),
+            From::Since(since) => {
+                if since < log.start || since > log.last || since < log.max_trimmed {
+                    return Ok(Replay {
+                        recovered: false,
+                        last_id,
+                        messages: Vec::new(),
+                    });
+                }
+                log.entries
+                    .iter()
+                    .filter(|(id, _)| *id > since)
+                    .cloned()
+                    .collect()
+            }
         };
-        if since < log.start || since > log.last || since < log.max_trimmed {
-            return Ok(Replay {
-                recovered: false,
-                last_id,
-                messages: Vec::new(),
-            });
-        }
-        let messages = log
-            .entries
-            .iter()
-            .filter(|(id, _)| *id > since)
-            .cloned()
-            .collect();
         Ok(Replay {
             recovered: true,
             last_id,
             messages,
         })
+    }
+
+    async fn presence_add(
+        &self,
+        topic: &str,
+        member: &str,
+        info: Bytes,
+    ) -> Result<(), BroadcastError> {
+        let mut presence = self.presence.lock().expect("presence lock poisoned");
+        let members = presence.entry(Arc::from(topic)).or_default();
+        if members.insert(member.to_owned(), info.clone()).is_none() {
+            (self.deliver)(Envelope {
+                topic: Arc::from(topic),
+                kind: Kind::Joined,
+                payload: info,
+            });
+        }
+        Ok(())
+    }
+
+    async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
+        let mut presence = self.presence.lock().expect("presence lock poisoned");
+        let Some(members) = presence.get_mut(topic) else {
+            return Ok(());
+        };
+        if let Some(info) = members.remove(member) {
+            if members.is_empty() {
+                presence.remove(topic);
+            }
+            (self.deliver)(Envelope {
+                topic: Arc::from(topic),
+                kind: Kind::Left,
+                payload: info,
+            });
+        }
+        Ok(())
+    }
+
+    async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {
+        let presence = self.presence.lock().expect("presence lock poisoned");
+        Ok(presence
+            .get(topic)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
     }
 
     fn is_ready(&self) -> bool {
@@ -158,7 +210,11 @@ mod tests {
             max_len,
             max_age: Duration::from_secs(3600),
         };
-        let deliver: Deliver = Arc::new(move |env: Envelope| sink.lock().unwrap().push(env.id));
+        let deliver: Deliver = Arc::new(move |env: Envelope| {
+            if let Kind::Message { id } = env.kind {
+                sink.lock().unwrap().push(id)
+            }
+        });
         (MemoryBroadcast::new(policy, deliver), seen)
     }
 
@@ -171,7 +227,7 @@ mod tests {
         }
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(*seen.lock().unwrap(), ids);
-        let r = b.replay("t", Some(ids[1])).await.unwrap();
+        let r = b.replay("t", From::Since(ids[1])).await.unwrap();
         assert!(r.recovered);
         assert_eq!(r.messages.iter().map(|m| m.0).collect::<Vec<_>>(), ids[2..]);
         assert_eq!(r.last_id, Some(ids[4]));
@@ -186,16 +242,76 @@ mod tests {
                 .into_iter()
                 .map(Result::unwrap)
                 .collect();
-        assert!(!b.replay("t", Some(ids[0])).await.unwrap().recovered);
-        assert!(b.replay("t", Some(ids[1])).await.unwrap().recovered);
+        assert!(!b.replay("t", From::Since(ids[0])).await.unwrap().recovered);
+        assert!(b.replay("t", From::Since(ids[1])).await.unwrap().recovered);
         assert!(
-            !b.replay("t", Some(1)).await.unwrap().recovered,
+            !b.replay("t", From::Since(1)).await.unwrap().recovered,
             "since before the log started"
         );
         assert!(
-            !b.replay("t", Some(ids[3] + 1)).await.unwrap().recovered,
+            !b.replay("t", From::Since(ids[3] + 1))
+                .await
+                .unwrap()
+                .recovered,
             "since from the future"
         );
-        assert!(!b.replay("other", Some(ids[3])).await.unwrap().recovered);
+        assert!(
+            !b.replay("other", From::Since(ids[3]))
+                .await
+                .unwrap()
+                .recovered
+        );
+    }
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn presence_announces_changes_once() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let deliver: Deliver =
+            Arc::new(move |env: Envelope| sink.lock().unwrap().push((env.kind, env.payload)));
+        let b = MemoryBroadcast::new(
+            HistoryPolicy {
+                max_len: 10,
+                max_age: Duration::from_secs(60),
+            },
+            deliver,
+        );
+        b.presence_add("t", "u1", Bytes::from("a")).await.unwrap();
+        b.presence_add("t", "u1", Bytes::from("a")).await.unwrap();
+        b.presence_add("t", "u2", Bytes::from("b")).await.unwrap();
+        let mut present = b.presence("t").await.unwrap();
+        present.sort();
+        assert_eq!(present, [Bytes::from("a"), Bytes::from("b")]);
+        b.presence_remove("t", "u1").await.unwrap();
+        b.presence_remove("t", "u1").await.unwrap();
+        let kinds: Vec<Kind> = events.lock().unwrap().iter().map(|e| e.0).collect();
+        assert_eq!(kinds, [Kind::Joined, Kind::Joined, Kind::Left]);
+        assert_eq!(b.presence("t").await.unwrap(), [Bytes::from("b")]);
+    }
+
+    #[tokio::test]
+    async fn last_n_replays_the_newest() {
+        let deliver: Deliver = Arc::new(|_| {});
+        let b = MemoryBroadcast::new(
+            HistoryPolicy {
+                max_len: 10,
+                max_age: Duration::from_secs(60),
+            },
+            deliver,
+        );
+        for i in 0..5 {
+            b.publish("t", Bytes::from(format!("{i}"))).await.unwrap();
+        }
+        let r = b.replay("t", From::Last(2)).await.unwrap();
+        assert_eq!(
+            r.messages.iter().map(|m| m.1.clone()).collect::<Vec<_>>(),
+            [Bytes::from("3"), Bytes::from("4")]
+        );
     }
 }

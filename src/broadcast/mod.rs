@@ -30,8 +30,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub struct Envelope {
     pub topic: Arc<str>,
-    pub id: u64,
+    pub kind: Kind,
     pub payload: Bytes,
+}
+
+/// What an [`Envelope`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A logged payload with its id.
+    Message { id: u64 },
+    /// A member entered the topic's presence; the payload is its info.
+    Joined,
+    /// A member left the topic's presence (or its replica died).
+    Left,
+}
+
+/// Where a [`Broadcast::replay`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    /// Nothing to replay: only the log's position.
+    Position,
+    /// Everything after this id, if the log still holds all of it.
+    Since(u64),
+    /// The newest `n` payloads.
+    Last(usize),
 }
 
 /// Called for every payload published on a topic this process subscribed
@@ -47,7 +69,7 @@ pub struct Replay {
     pub recovered: bool,
     /// Id of the newest payload in the log, if the log has any.
     pub last_id: Option<u64>,
-    /// Payloads after `since`, oldest first; empty when not recovered.
+    /// Payloads asked for, oldest first; empty when not recovered.
     pub messages: Vec<(u64, Bytes)>,
 }
 
@@ -84,8 +106,26 @@ pub trait Broadcast: Send + Sync + 'static {
     /// Undoes one [`Broadcast::subscribe`].
     async fn unsubscribe(&self, topic: &str);
 
-    /// Reads the log after `since` (or only its position when `None`).
-    async fn replay(&self, topic: &str, since: Option<u64>) -> Result<Replay, BroadcastError>;
+    /// Reads the log from where `from` says.
+    async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError>;
+
+    /// Puts `member` in the topic's presence with `info`; if it was not
+    /// there, every subscriber gets a [`Kind::Joined`] with the info.
+    async fn presence_add(
+        &self,
+        topic: &str,
+        member: &str,
+        info: Bytes,
+    ) -> Result<(), BroadcastError>;
+
+    /// Takes `member` out of the topic's presence; if it was there, every
+    /// subscriber gets a [`Kind::Left`] with its info.
+    async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError>;
+
+    /// Infos of the topic's present members, on every replica. Members of
+    /// replicas that died without saying goodbye are dropped (and announced
+    /// as left) once the replica's heartbeat expires.
+    async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError>;
 
     /// True while publishes and subscriptions can succeed.
     fn is_ready(&self) -> bool;

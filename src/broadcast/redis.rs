@@ -7,8 +7,13 @@
 //! themselves; after the subscriber reconnects it resubscribes every topic
 //! and bumps [`Broadcast::resumed`] so callers can read back what was
 //! published while it was away (Redis pub/sub does not keep it).
+//!
+//! Presence lives in a hash per topic whose entries name the replica
+//! instance holding them; each instance keeps a heartbeat key alive, and
+//! entries of an instance whose heartbeat expired are dropped (and
+//! announced as left) by whichever replica lists or sweeps the topic next.
 
-use super::{Broadcast, BroadcastError, Deliver, Envelope, HistoryPolicy, Replay};
+use super::{Broadcast, BroadcastError, Deliver, Envelope, From, HistoryPolicy, Kind, Replay};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
@@ -21,11 +26,21 @@ use tokio::sync::broadcast::error::RecvError;
 
 const PUBLISH_LUA: &str = concat!(include_str!("trim.lua"), include_str!("publish.lua"));
 const REPLAY_LUA: &str = concat!(include_str!("trim.lua"), include_str!("replay.lua"));
+const PRESENCE_LUA: &str = include_str!("presence.lua");
 
 /// Capacity of fred's pub/sub fan-in channel. The reader task drains it
 /// without awaiting anyone, so this only has to absorb scheduling hiccups;
-/// an overflow is counted and repaired from the log.
+/// an overflow is logged and announced through `resumed`, like an outage.
 const PUBSUB_CAPACITY: usize = 16 * 1024;
+
+/// A replica's presence entries outlive it by at most this long (plus one
+/// sweep): the time its heartbeat key lives without being refreshed.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(10);
+/// How often the heartbeat key is refreshed: three chances per TTL.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// How often the presence of topics with local members is swept for
+/// members of dead replicas.
+pub const PRESENCE_SWEEP: Duration = Duration::from_secs(2);
 
 pub struct RedisBroadcast {
     client: Client,
@@ -38,6 +53,14 @@ pub struct RedisBroadcast {
     /// topic, and only joins and leaves take it, never message delivery.
     refs: tokio::sync::Mutex<HashMap<String, usize>>,
     resumed: tokio::sync::watch::Sender<u64>,
+    presence_script: Script,
+    /// This process among all replicas, for presence liveness. Random, so
+    /// two replicas misconfigured with one SERVER_ID still differ.
+    instance: String,
+    /// This replica's own presence entries (topic to member to info), to
+    /// put back after Redis lost them. A std mutex, never held across an
+    /// await.
+    local_presence: std::sync::Mutex<HashMap<String, HashMap<String, Bytes>>>,
 }
 
 fn channel(topic: &str) -> String {
@@ -76,10 +99,109 @@ impl RedisBroadcast {
             policy,
             refs: tokio::sync::Mutex::new(HashMap::new()),
             resumed: tokio::sync::watch::Sender::new(0),
+            presence_script: Script::from_lua(PRESENCE_LUA),
+            instance: std::iter::repeat_with(fastrand::alphanumeric)
+                .take(12)
+                .collect(),
+            local_presence: std::sync::Mutex::new(HashMap::new()),
         };
         this.spawn_reader(deliver);
         this.spawn_resubscriber();
         Ok(this)
+    }
+
+    /// Keeps this replica's heartbeat alive, sweeps dead replicas' members
+    /// out of the topics it has members in, and after an outage puts its
+    /// own members back. Runs until the process ends.
+    pub fn spawn_presence_keeper(self: &Arc<Self>) {
+        let this = Arc::downgrade(self);
+        let mut resumed = self.resumed.subscribe();
+        tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+            let mut sweep = tokio::time::interval(PRESENCE_SWEEP);
+            loop {
+                tokio::select! {
+                    _ = heartbeat.tick() => {
+                        let Some(this) = this.upgrade() else { break };
+                        this.heartbeat().await;
+                    }
+                    _ = sweep.tick() => {
+                        let Some(this) = this.upgrade() else { break };
+                        for topic in this.local_topics() {
+                            let _ = this.presence(&topic).await;
+                        }
+                    }
+                    changed = resumed.changed() => {
+                        let Some(this) = this.upgrade() else { break };
+                        if changed.is_err() {
+                            break;
+                        }
+                        this.heartbeat().await;
+                        this.restore_presence().await;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn heartbeat(&self) {
+        let key = format!("rtchat:alive:{}", self.instance);
+        let ttl = Expiration::PX(PRESENCE_TTL.as_millis() as i64);
+        let result: Result<(), Error> = self.client.set(key, 1, Some(ttl), None, false).await;
+        if let Err(err) = result {
+            tracing::debug!(%err, "presence heartbeat failed");
+        }
+    }
+
+    fn local_topics(&self) -> Vec<String> {
+        self.local_presence
+            .lock()
+            .expect("presence lock poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Puts back every local presence entry; entries Redis had lost are
+    /// announced as joined again.
+    async fn restore_presence(&self) {
+        let entries: Vec<(String, String, Bytes)> = {
+            let local = self.local_presence.lock().expect("presence lock poisoned");
+            local
+                .iter()
+                .flat_map(|(topic, members)| {
+                    members
+                        .iter()
+                        .map(|(m, i)| (topic.clone(), m.clone(), i.clone()))
+                })
+                .collect()
+        };
+        for (topic, member, info) in entries {
+            if let Err(err) = self.presence_op(&topic, "add", &member, Some(info)).await {
+                tracing::warn!(%err, topic, "could not restore presence");
+            }
+        }
+    }
+
+    async fn presence_op(
+        &self,
+        topic: &str,
+        op: &str,
+        member: &str,
+        info: Option<Bytes>,
+    ) -> Result<Value, BroadcastError> {
+        let mut args: Vec<Value> = vec![op.into(), channel(topic).into(), member.into()];
+        if let Some(info) = info {
+            args.extend([
+                self.instance.as_str().into(),
+                Value::Bytes(info),
+                (PRESENCE_TTL.as_millis() as i64).into(),
+            ]);
+        }
+        self.presence_script
+            .evalsha_with_reload(&self.client, vec![format!("rtchat:presence:{topic}")], args)
+            .await
+            .map_err(unavailable)
     }
 
     /// Drains pub/sub messages into `deliver`. Never awaits a consumer.
@@ -142,10 +264,16 @@ fn parse_message(message: &fred::types::Message) -> Option<Envelope> {
     let topic = message.channel.strip_prefix("rtchat:chan:")?;
     let raw = message.value.clone().into_bytes()?;
     let space = raw.iter().position(|&b| b == b' ')?;
-    let id = std::str::from_utf8(&raw[..space]).ok()?.parse().ok()?;
+    let kind = match &raw[..space] {
+        b"+" => Kind::Joined,
+        b"-" => Kind::Left,
+        id => Kind::Message {
+            id: std::str::from_utf8(id).ok()?.parse().ok()?,
+        },
+    };
     Some(Envelope {
         topic: Arc::from(topic),
-        id,
+        kind,
         payload: raw.slice(space + 1..),
     })
 }
@@ -210,12 +338,20 @@ impl Broadcast for RedisBroadcast {
         }
     }
 
-    async fn replay(&self, topic: &str, since: Option<u64>) -> Result<Replay, BroadcastError> {
+    async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError> {
         let (_, max_age) = self.history_args();
-        let since = since.map(|s| s.to_string()).unwrap_or_default();
+        let (mode, value) = match from {
+            From::Position => ("position", String::new()),
+            From::Since(id) => ("since", id.to_string()),
+            From::Last(n) => ("last", n.to_string()),
+        };
         let reply: Vec<Value> = self
             .replay
-            .evalsha_with_reload(&self.client, keys(topic), vec![since, max_age])
+            .evalsha_with_reload(
+                &self.client,
+                keys(topic),
+                vec![mode.to_owned(), value, max_age],
+            )
             .await
             .map_err(unavailable)?;
         let mut items = reply.into_iter();
@@ -236,6 +372,51 @@ impl Broadcast for RedisBroadcast {
             last_id,
             messages,
         })
+    }
+
+    async fn presence_add(
+        &self,
+        topic: &str,
+        member: &str,
+        info: Bytes,
+    ) -> Result<(), BroadcastError> {
+        self.local_presence
+            .lock()
+            .expect("presence lock poisoned")
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(member.to_owned(), info.clone());
+        self.presence_op(topic, "add", member, Some(info))
+            .await
+            .map(drop)
+    }
+
+    async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
+        {
+            let mut local = self.local_presence.lock().expect("presence lock poisoned");
+            if let Some(members) = local.get_mut(topic) {
+                members.remove(member);
+                if members.is_empty() {
+                    local.remove(topic);
+                }
+            }
+        }
+        self.presence_op(topic, "remove", member, None)
+            .await
+            .map(drop)
+    }
+
+    async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {
+        let infos: Vec<Value> = self
+            .presence_script
+            .evalsha_with_reload(
+                &self.client,
+                vec![format!("rtchat:presence:{topic}")],
+                vec!["list", &channel(topic)],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(infos.into_iter().filter_map(Value::into_bytes).collect())
     }
 
     fn is_ready(&self) -> bool {

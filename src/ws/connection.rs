@@ -7,7 +7,9 @@
 //! `since` replay followed by live traffic free of gaps and duplicates.
 
 use super::AppState;
-use super::protocol::{ClientFrame, ErrorCode, MessageBody, Reject, ServerFrame};
+use super::protocol::{
+    ClientFrame, ErrorCode, MemberInfo, MessageBody, Reject, ServerFrame, presence_frame,
+};
 use super::rooms::{Member, Outbound, topic};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -22,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::limits::{TokenBucket, check_room};
-use crate::broadcast::BroadcastError;
+use crate::broadcast::{BroadcastError, From};
+use bytes::Bytes;
 
 /// Frames written per flush when the queue has a backlog: large enough to
 /// batch a burst into few syscalls, small enough to keep reading in between.
@@ -52,7 +55,7 @@ pub mod close {
     pub const PING_TIMEOUT: u16 = 4000;
 }
 
-pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
+pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr, name: Option<String>) {
     let conn = state.next_connection_id();
     let user: String = std::iter::repeat_with(fastrand::alphanumeric)
         .take(16)
@@ -63,6 +66,12 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
         tracing::debug!("connected");
         let (sink, stream) = socket.split();
         let (queue, rx) = mpsc::channel(state.limits.send_queue);
+        let info = MemberInfo {
+            user: &user,
+            name: name.as_deref(),
+            server: &state.server_id,
+        };
+        let info = Bytes::from(serde_json::to_vec(&info).expect("member infos always serialise"));
         let mut connection = Connection {
             member: Member {
                 queue,
@@ -72,6 +81,8 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
             state: state.clone(),
             conn,
             user,
+            name,
+            info,
             sink,
             rooms: HashMap::new(),
         };
@@ -91,11 +102,24 @@ struct Connection {
     state: AppState,
     conn: u64,
     user: String,
+    /// Display name from `/ws?name=`, validated.
+    name: Option<String>,
+    /// This member as presence shows it, serialised once.
+    info: Bytes,
     member: Member,
     bucket: TokenBucket,
     sink: SplitSink<WebSocket, Message>,
     /// Joined rooms and the last message id sent to this client in each.
-    rooms: HashMap<Arc<str>, u64>,
+    rooms: HashMap<Arc<str>, Joined>,
+}
+
+/// What a connection remembers of a room it is in.
+#[derive(Default)]
+struct Joined {
+    /// Last message id sent to this client in the room.
+    last: u64,
+    /// Whether it asked for member_joined / member_left events.
+    events: bool,
 }
 
 /// Why a connection ended, for the log.
@@ -218,13 +242,14 @@ impl Connection {
     fn admit(&mut self, item: Outbound) -> Option<Utf8Bytes> {
         match item {
             Outbound::Room(message) => {
-                let last = self.rooms.get_mut(&message.room)?;
-                if message.id <= *last {
+                let joined = self.rooms.get_mut(&message.room)?;
+                if message.id <= joined.last {
                     return None;
                 }
-                *last = message.id;
+                joined.last = message.id;
                 Some(message.frame.clone())
             }
+            Outbound::Event { room, frame } => self.rooms.get(&room)?.events.then_some(frame),
         }
     }
 
@@ -243,7 +268,13 @@ impl Connection {
             Err(reject) => return self.reject(reject).await,
         };
         let result = match frame {
-            ClientFrame::JoinRoom { room, since } => self.join(&room, since).await,
+            ClientFrame::JoinRoom {
+                room,
+                since,
+                history,
+                presence,
+            } => self.join(&room, since, history, presence).await,
+            ClientFrame::Presence { room } => self.presence(&room).await,
             ClientFrame::LeaveRoom { room } => self.leave(&room).await,
             ClientFrame::Message { room, message, ack } => self.message(&room, &message, ack).await,
         };
@@ -255,11 +286,18 @@ impl Connection {
     }
 
     /// Outer error: the connection is over. Inner error: the frame is refused.
-    async fn join(&mut self, room: &str, since: Option<u64>) -> Result<Result<(), Reject>, End> {
+    async fn join(
+        &mut self,
+        room: &str,
+        since: Option<u64>,
+        history: Option<usize>,
+        events: bool,
+    ) -> Result<Result<(), Reject>, End> {
         if let Err(why) = check_room(room, self.state.limits.max_room_len) {
             return Ok(Err(Reject::new(ErrorCode::InvalidRoom, why).with_room(room)));
         }
         let topic = topic(room);
+        let is_new = !self.rooms.contains_key(room);
         let name = match self.rooms.get_key_value(room) {
             Some((name, _)) => name.clone(),
             None => {
@@ -279,41 +317,73 @@ impl Connection {
                     self.state.rooms.leave(room, self.conn);
                     return Ok(Err(unavailable(err).with_room(room)));
                 }
-                self.rooms.insert(name.clone(), 0);
+                self.rooms.insert(name.clone(), Joined::default());
                 name
             }
         };
-        let replay = match self.state.broker.replay(&topic, since).await {
+        let from = match (since, history) {
+            (Some(since), _) => From::Since(since),
+            (None, Some(n)) if n > 0 => From::Last(n.min(self.state.history_size)),
+            _ => From::Position,
+        };
+        let replay = match self.state.broker.replay(&topic, from).await {
             Ok(replay) => replay,
             Err(err) => return Ok(Err(unavailable(err).with_room(room))),
         };
+        if is_new {
+            self.state
+                .rooms
+                .note_position(room, replay.last_id.unwrap_or_default());
+        }
         let joined = ServerFrame::Joined {
             room,
             recovered: since.map(|_| replay.recovered),
             last_id: replay.last_id.map(|id| id.to_string()),
         };
         self.feed(Message::Text(joined.to_text())).await?;
-        let last = self.rooms.get_mut(&name).expect("joined above");
+        let joined = self.rooms.get_mut(&name).expect("joined above");
+        joined.events |= events;
         let mut frames = Vec::with_capacity(replay.messages.len());
         for (id, body) in &replay.messages {
-            if *id > *last
+            if *id > joined.last
                 && let Some(frame) = super::protocol::message_frame(*id, body)
             {
                 frames.push(frame);
-                *last = *id;
+                joined.last = *id;
             }
         }
         for frame in frames {
             self.feed(Message::Text(frame)).await?;
         }
         self.flush().await?;
+        if is_new
+            && let Err(err) = self
+                .state
+                .broker
+                .presence_add(&topic, &self.user, self.info.clone())
+                .await
+        {
+            tracing::warn!(%err, room, "could not announce presence");
+        }
         Ok(Ok(()))
+    }
+
+    async fn presence(&mut self, room: &str) -> Result<Result<(), Reject>, End> {
+        if let Err(why) = check_room(room, self.state.limits.max_room_len) {
+            return Ok(Err(Reject::new(ErrorCode::InvalidRoom, why).with_room(room)));
+        }
+        match self.state.broker.presence(&topic(room)).await {
+            Ok(members) => {
+                self.send(presence_frame(room, &members)).await?;
+                Ok(Ok(()))
+            }
+            Err(err) => Ok(Err(unavailable(err).with_room(room))),
+        }
     }
 
     async fn leave(&mut self, room: &str) -> Result<Result<(), Reject>, End> {
         if self.rooms.remove(room).is_some() {
-            self.state.rooms.leave(room, self.conn);
-            self.state.broker.unsubscribe(&topic(room)).await;
+            self.forget(room).await;
         }
         self.send(ServerFrame::Left { room }.to_text()).await?;
         Ok(Ok(()))
@@ -343,6 +413,7 @@ impl Connection {
         let body = MessageBody {
             room,
             user: &self.user,
+            name: self.name.as_deref(),
             message: text,
             server: &self.state.server_id,
             timestamp: &timestamp,
@@ -383,10 +454,20 @@ impl Connection {
     }
 
     async fn leave_all(&mut self) {
-        for (room, _) in self.rooms.drain() {
-            self.state.rooms.leave(&room, self.conn);
-            self.state.broker.unsubscribe(&topic(&room)).await;
+        let rooms: Vec<Arc<str>> = self.rooms.drain().map(|(room, _)| room).collect();
+        for room in rooms {
+            self.forget(&room).await;
         }
+    }
+
+    /// Undoes a join: local membership, subscription and presence.
+    async fn forget(&self, room: &str) {
+        let topic = topic(room);
+        self.state.rooms.leave(room, self.conn);
+        if let Err(err) = self.state.broker.presence_remove(&topic, &self.user).await {
+            tracing::debug!(%err, room, "could not announce leaving");
+        }
+        self.state.broker.unsubscribe(&topic).await;
     }
 
     async fn send(&mut self, text: Utf8Bytes) -> Result<(), End> {

@@ -14,7 +14,7 @@ use crate::broadcast::{self, Broadcast, Deliver, HistoryPolicy};
 use crate::config::WsServerArgs;
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -52,6 +52,8 @@ pub struct Shared {
     pub broker: Arc<dyn Broadcast>,
     pub rooms: Arc<Rooms>,
     pub limits: Limits,
+    /// Largest `history` a join may ask for: what the log keeps.
+    pub history_size: usize,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     /// Upgraded sockets, so shutdown can wait for their close frames.
@@ -112,11 +114,13 @@ pub async fn run(
         broker,
         rooms,
         limits: args.limits.clone(),
+        history_size: args.history_size,
         metrics,
         shutdown: shutdown.clone(),
         connections: TaskTracker::new(),
         next_connection: AtomicU64::new(1),
     }));
+    spawn_repairs(state.clone());
     let addr = listener.local_addr()?;
     let mode = if args.redis.redis_url.is_some() {
         "redis"
@@ -147,6 +151,37 @@ pub async fn run(
     Ok(())
 }
 
+/// After every Redis outage (or a pub/sub overflow), reads back from the
+/// log what this replica's rooms missed and delivers it in order.
+fn spawn_repairs(state: AppState) {
+    let mut resumed = state.broker.resumed();
+    tokio::spawn(async move {
+        while resumed.changed().await.is_ok() {
+            for (room, after) in state.rooms.begin_repair() {
+                let missed = match state
+                    .broker
+                    .replay(&rooms::topic(&room), broadcast::From::Since(after))
+                    .await
+                {
+                    Ok(replay) if replay.recovered => replay.messages,
+                    Ok(_) => {
+                        tracing::warn!(%room, "history lost with Redis; members resume with `since`");
+                        Vec::new()
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, %room, "could not read back missed messages");
+                        Vec::new()
+                    }
+                };
+                if !missed.is_empty() {
+                    tracing::info!(%room, count = missed.len(), "delivering messages missed during an outage");
+                }
+                state.rooms.finish_repair(&room, missed);
+            }
+        }
+    });
+}
+
 async fn page() -> Response {
     (
         [
@@ -158,11 +193,24 @@ async fn page() -> Response {
         .into_response()
 }
 
+/// Query parameters of `/ws`.
+#[derive(serde::Deserialize)]
+struct Connect {
+    /// Display name shown beside the connection id.
+    name: Option<String>,
+}
+
 async fn upgrade(
     ws: WebSocketUpgrade,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
+    Query(connect): Query<Connect>,
 ) -> Response {
+    let name = match connect.name.as_deref().map(protocol::check_name) {
+        None => None,
+        Some(Ok(name)) => Some(name.to_owned()),
+        Some(Err(why)) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
@@ -177,7 +225,7 @@ async fn upgrade(
         .max_frame_size(frame_limit)
         .max_message_size(frame_limit)
         .on_upgrade(move |socket| async move {
-            connection::run(socket, state, peer).await;
+            connection::run(socket, state, peer, name).await;
             drop(token);
         })
 }

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     TooManyRooms,
     /// The shared backend (Redis) is unreachable; try again.
     Unavailable,
+    /// `history` is not a count.
+    InvalidHistory,
 }
 
 impl ErrorCode {
@@ -50,6 +52,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::TooManyRooms => "too_many_rooms",
             Self::Unavailable => "unavailable",
+            Self::InvalidHistory => "invalid_history",
         }
     }
 }
@@ -85,6 +88,13 @@ pub enum ClientFrame {
     JoinRoom {
         room: String,
         since: Option<u64>,
+        /// Replay the newest messages kept, when no `since` is given.
+        history: Option<usize>,
+        /// Receive member_joined / member_left events of the room.
+        presence: bool,
+    },
+    Presence {
+        room: String,
     },
     LeaveRoom {
         room: String,
@@ -103,6 +113,8 @@ struct RawFrame {
     room: Option<String>,
     message: Option<String>,
     since: Option<Value>,
+    history: Option<Value>,
+    presence: Option<bool>,
     ack: Option<Value>,
 }
 
@@ -119,7 +131,10 @@ impl ClientFrame {
             Some("join_room") => Ok(Self::JoinRoom {
                 room: room(&raw)?,
                 since: parse_since(raw.since.as_ref())?,
+                history: parse_history(raw.history.as_ref())?,
+                presence: raw.presence.unwrap_or(false),
             }),
+            Some("presence") => Ok(Self::Presence { room: room(&raw)? }),
             Some("leave_room") => Ok(Self::LeaveRoom { room: room(&raw)? }),
             Some("message") => {
                 let ack = check_ack(raw.ack.clone())?;
@@ -150,6 +165,22 @@ fn parse_since(since: Option<&Value>) -> Result<Option<u64>, Reject> {
         Some(Value::String(s)) => s.parse().map(Some).map_err(|_| bad()),
         Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(bad),
         Some(_) => Err(bad()),
+    }
+}
+
+fn parse_history(history: Option<&Value>) -> Result<Option<usize>, Reject> {
+    match history {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+            Reject::new(
+                ErrorCode::InvalidHistory,
+                "`history` must be a count of messages",
+            )
+        }),
+        Some(_) => Err(Reject::new(
+            ErrorCode::InvalidHistory,
+            "`history` must be a count of messages",
+        )),
     }
 }
 
@@ -226,6 +257,8 @@ impl Reject {
 pub struct MessageBody<'a> {
     pub room: &'a str,
     pub user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
     pub message: &'a str,
     pub server: &'a str,
     pub timestamp: &'a str,
@@ -244,6 +277,55 @@ pub fn message_frame(id: u64, body: &[u8]) -> Option<Utf8Bytes> {
     Some(frame.into())
 }
 
+/// Who a member is, as presence lists and events show it.
+#[derive(Serialize)]
+pub struct MemberInfo<'a> {
+    pub user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub server: &'a str,
+}
+
+/// `member_joined` / `member_left` for a room, from a stored [`MemberInfo`].
+pub fn event_frame(joined: bool, room: &str, info: &[u8]) -> Option<Utf8Bytes> {
+    let rest = std::str::from_utf8(info.strip_prefix(b"{")?).ok()?;
+    let kind = if joined {
+        "member_joined"
+    } else {
+        "member_left"
+    };
+    // Room names are limited to [A-Za-z0-9_.:-]: nothing to escape.
+    Some(format!(r#"{{"type":"{kind}","room":"{room}",{rest}"#).into())
+}
+
+/// Display names given with `/ws?name=`: trimmed, 1 to this many
+/// characters, no control characters.
+pub const MAX_NAME_CHARS: usize = 32;
+
+pub fn check_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name must not contain control characters".into());
+    }
+    Ok(name)
+}
+
+/// `{"type":"presence","room":...,"members":[...]}` from stored infos.
+pub fn presence_frame(room: &str, members: &[bytes::Bytes]) -> Utf8Bytes {
+    let mut frame = format!(r#"{{"type":"presence","room":"{room}","members":["#);
+    for (i, info) in members.iter().enumerate() {
+        if i > 0 {
+            frame.push(',');
+        }
+        frame.push_str(&String::from_utf8_lossy(info));
+    }
+    frame.push_str("]}");
+    frame.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,14 +336,18 @@ mod tests {
             ClientFrame::parse(r#"{"type":"join_room","room":"general","extra":1}"#).unwrap(),
             ClientFrame::JoinRoom {
                 room: "general".into(),
-                since: None
+                since: None,
+                history: None,
+                presence: false
             }
         );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"join_room","room":"g","since":"42"}"#).unwrap(),
             ClientFrame::JoinRoom {
                 room: "g".into(),
-                since: Some(42)
+                since: Some(42),
+                history: None,
+                presence: false
             }
         );
         assert_eq!(
@@ -302,6 +388,7 @@ mod tests {
         let body = serde_json::to_vec(&MessageBody {
             room: "g",
             user: "u",
+            name: None,
             message: "hi \"there\"",
             server: "s",
             timestamp: "t",
