@@ -143,9 +143,13 @@ pub async fn connect(
     deliver: Deliver,
 ) -> anyhow::Result<Arc<dyn Broadcast>> {
     Ok(match &redis.redis_url {
-        Some(url) => Arc::new(
-            redis::RedisBroadcast::connect(url, redis.redis_timeout, policy, deliver).await?,
-        ),
+        Some(url) => {
+            let broadcast = Arc::new(
+                redis::RedisBroadcast::connect(url, redis.redis_timeout, policy, deliver).await?,
+            );
+            broadcast.spawn_presence_keeper();
+            broadcast
+        }
         None => Arc::new(memory::MemoryBroadcast::new(policy, deliver)),
     })
 }

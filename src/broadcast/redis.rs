@@ -119,11 +119,18 @@ impl RedisBroadcast {
         tokio::spawn(async move {
             let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
             let mut sweep = tokio::time::interval(PRESENCE_SWEEP);
+            // Set when Redis may have lost this replica's entries (it was
+            // unreachable, or came back), cleared once they are put back.
+            let mut restore = false;
             loop {
                 tokio::select! {
                     _ = heartbeat.tick() => {
                         let Some(this) = this.upgrade() else { break };
-                        this.heartbeat().await;
+                        if !this.heartbeat().await {
+                            restore = true;
+                        } else if restore {
+                            restore = !this.restore_presence().await;
+                        }
                     }
                     _ = sweep.tick() => {
                         let Some(this) = this.upgrade() else { break };
@@ -136,21 +143,21 @@ impl RedisBroadcast {
                         if changed.is_err() {
                             break;
                         }
-                        this.heartbeat().await;
-                        this.restore_presence().await;
+                        restore = !(this.heartbeat().await && this.restore_presence().await);
                     }
                 }
             }
         });
     }
 
-    async fn heartbeat(&self) {
+    async fn heartbeat(&self) -> bool {
         let key = format!("rtchat:alive:{}", self.instance);
         let ttl = Expiration::PX(PRESENCE_TTL.as_millis() as i64);
         let result: Result<(), Error> = self.client.set(key, 1, Some(ttl), None, false).await;
-        if let Err(err) = result {
+        if let Err(err) = &result {
             tracing::debug!(%err, "presence heartbeat failed");
         }
+        result.is_ok()
     }
 
     fn local_topics(&self) -> Vec<String> {
@@ -163,8 +170,8 @@ impl RedisBroadcast {
     }
 
     /// Puts back every local presence entry; entries Redis had lost are
-    /// announced as joined again.
-    async fn restore_presence(&self) {
+    /// announced as joined again. False if any could not be put back.
+    async fn restore_presence(&self) -> bool {
         let entries: Vec<(String, String, Bytes)> = {
             let local = self.local_presence.lock().expect("presence lock poisoned");
             local
@@ -178,9 +185,11 @@ impl RedisBroadcast {
         };
         for (topic, member, info) in entries {
             if let Err(err) = self.presence_op(&topic, "add", &member, Some(info)).await {
-                tracing::warn!(%err, topic, "could not restore presence");
+                tracing::debug!(%err, topic, "could not restore presence yet");
+                return false;
             }
         }
+        true
     }
 
     async fn presence_op(

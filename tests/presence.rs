@@ -1,0 +1,224 @@
+//! Who is in a room, on every replica: presence lists, member events,
+//! display names, and healing when a replica dies or loses Redis.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+async fn named(url: &str, name: &str) -> Client {
+    Client::connect(&format!("{url}?name={name}")).await
+}
+
+async fn join_with_events(c: &mut Client, room: &str) -> Value {
+    c.send(json!({"type": "join_room", "room": room, "presence": true}))
+        .await;
+    c.recv_type("joined").await
+}
+
+async fn names_present(c: &mut Client, room: &str) -> BTreeSet<String> {
+    c.send(json!({"type": "presence", "room": room})).await;
+    let frame = c.recv_type("presence").await;
+    assert_eq!(frame["room"], room);
+    frame["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asks for presence until it is `expected`, collecting the presence
+/// events that arrive meanwhile.
+async fn wait_for_presence(
+    c: &mut Client,
+    room: &str,
+    expected: BTreeSet<String>,
+    within: std::time::Duration,
+) -> Vec<(String, String)> {
+    let mut events = Vec::new();
+    wait_for("presence to settle", within, async || {
+        c.send(json!({"type": "presence", "room": room})).await;
+        loop {
+            let frame = c.recv().await;
+            match frame["type"].as_str().unwrap() {
+                "presence" => {
+                    let names: BTreeSet<String> = frame["members"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| m["name"].as_str().unwrap().to_owned())
+                        .collect();
+                    return (names == expected).then_some(());
+                }
+                "member_joined" | "member_left" => events.push((
+                    frame["type"].as_str().unwrap().to_owned(),
+                    frame["name"].as_str().unwrap().to_owned(),
+                )),
+                other => panic!("unexpected {other}"),
+            }
+        }
+    })
+    .await;
+    events
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// The next frame, which must be a presence event.
+async fn event(c: &mut Client) -> (String, String) {
+    let frame = c.recv().await;
+    let kind = frame["type"].as_str().unwrap().to_owned();
+    assert!(
+        kind == "member_joined" || kind == "member_left",
+        "expected a presence event, got {frame}"
+    );
+    (kind, frame["name"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_presence_and_names() {
+    let server = Process::ws_server("server-1", None, &[]);
+    let mut ana = named(&server.ws_url(), "ana").await;
+    join_with_events(&mut ana, "ops").await;
+    assert_eq!(
+        event(&mut ana).await,
+        ("member_joined".into(), "ana".into())
+    );
+    let mut bo = named(&server.ws_url(), "bo%20b").await;
+    bo.join("ops").await;
+    assert_eq!(
+        event(&mut ana).await,
+        ("member_joined".into(), "bo b".into())
+    );
+    assert_eq!(names_present(&mut bo, "ops").await, set(&["ana", "bo b"]));
+
+    bo.say("ops", "hello").await;
+    let message = ana.recv_type("message").await;
+    assert_eq!(
+        (message["name"].as_str(), message["user"].as_str()),
+        (Some("bo b"), Some(bo.user.as_str()))
+    );
+
+    bo.leave("ops").await;
+    assert_eq!(event(&mut ana).await, ("member_left".into(), "bo b".into()));
+    drop(bo);
+    assert_eq!(names_present(&mut ana, "ops").await, set(&["ana"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_validated() {
+    let server = Process::ws_server("server-1", None, &[]);
+    for bad in ["", "%20%20", &"x".repeat(33), "a%07b"] {
+        let url = format!("{}?name={bad}", server.ws_url());
+        let refused = tokio_tungstenite::connect_async(&url).await;
+        match refused {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 400, "{bad:?}")
+            }
+            other => panic!("name {bad:?} was not refused: {other:?}"),
+        }
+    }
+    let mut ok = named(&server.ws_url(), "%C3%A9l%C3%A9onore").await;
+    ok.join("r").await;
+    assert_eq!(names_present(&mut ok, "r").await, set(&["éléonore"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_replicas_and_heals_when_one_dies() {
+    let redis = Redis::start();
+    let a = Process::ws_server("server-1", Some(&redis), &[]);
+    let mut b = Process::ws_server("server-2", Some(&redis), &[]);
+    let mut ana = named(&a.ws_url(), "ana").await;
+    join_with_events(&mut ana, "ops").await;
+    assert_eq!(event(&mut ana).await.1, "ana");
+    let mut bob = named(&b.ws_url(), "bob").await;
+    join_with_events(&mut bob, "ops").await;
+    assert_eq!(event(&mut bob).await.1, "bob");
+    assert_eq!(
+        event(&mut ana).await,
+        ("member_joined".into(), "bob".into())
+    );
+    assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
+    assert_eq!(names_present(&mut bob, "ops").await, set(&["ana", "bob"]));
+
+    // A replica killed without a goodbye: its members drop out of presence
+    // once its heartbeat expires (10 s) and a sweep runs (every 2 s).
+    b.kill();
+    let mut events = wait_for_presence(
+        &mut ana,
+        "ops",
+        set(&["ana"]),
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    if events.is_empty() {
+        // The expiry was noticed by this very request: its event follows.
+        events.push(event(&mut ana).await);
+    }
+    assert_eq!(events, [("member_left".to_owned(), "bob".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_delivery_recover_after_redis_loses_everything() {
+    let mut redis = Redis::start();
+    let a = Process::ws_server("server-1", Some(&redis), &[]);
+    let b = Process::ws_server("server-2", Some(&redis), &[]);
+    let mut ana = named(&a.ws_url(), "ana").await;
+    ana.join("ops").await;
+    let mut bob = named(&b.ws_url(), "bob").await;
+    bob.join("ops").await;
+    assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
+
+    redis.restart();
+    let ready = [a.http_url("/readyz"), b.http_url("/readyz")];
+    for url in &ready {
+        wait_for("ready again", DEADLINE, async || {
+            (http_get(url).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    // Each replica puts its own members back.
+    wait_for_presence(&mut ana, "ops", set(&["ana", "bob"]), DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_published_while_a_replica_was_cut_off_are_delivered_once_in_order() {
+    let redis = Redis::start();
+    let a = Process::ws_server("server-1", Some(&redis), &[]);
+    let b = Process::ws_server("server-2", Some(&redis), &[]);
+    let mut member = Client::connect(&a.ws_url()).await;
+    member.join("r").await;
+    let mut sender = Client::connect(&b.ws_url()).await;
+    sender.say("r", "before").await;
+    assert_eq!(member.recv_type("message").await["message"], "before");
+
+    // Cut every subscriber connection: Redis keeps its data, but pub/sub
+    // messages sent until replica A resubscribes never reach it live.
+    let killed = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "CLIENT",
+            "KILL",
+            "TYPE",
+            "pubsub",
+        ])
+        .output()
+        .unwrap();
+    assert!(killed.status.success());
+    let mut sent = Vec::new();
+    for n in 0..30 {
+        sent.push(format!("during {n}"));
+        sender.say("r", &sent[n]).await;
+    }
+    sender.say("r", "end").await;
+    assert_eq!(
+        member.texts_until("end").await,
+        sent,
+        "nothing lost, nothing twice, in order"
+    );
+}
