@@ -5,69 +5,12 @@
 
 mod common;
 
-use common::dns::Dns;
 use common::*;
 use std::net::Ipv4Addr;
 
-struct Deployment {
-    _redis: Redis,
-    dns: Dns,
-    ws_port: u16,
-    replicas: Vec<Process>,
-    nginx: Nginx,
-}
-
-const IPS: [&str; 4] = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
-
-impl Deployment {
-    fn start() -> Self {
-        let redis = Redis::start();
-        let ws_port = free_port_on(&IPS);
-        let replicas = (0..3).map(|i| replica(&redis, i, ws_port)).collect();
-        let dns = Dns::start();
-        dns.set(
-            "ws-server",
-            &IPS[..3]
-                .iter()
-                .map(|ip| ip.parse().unwrap())
-                .collect::<Vec<Ipv4Addr>>(),
-        );
-        let nginx_port = free_port();
-        let nginx = Nginx::start(
-            &deploy_nginx_config(dns.port, ws_port, nginx_port),
-            nginx_port,
-        );
-        Self {
-            _redis: redis,
-            dns,
-            ws_port,
-            replicas,
-            nginx,
-        }
-    }
-
-    /// Connects through nginx until landing on the given replica.
-    async fn through_nginx_to(&self, server: &str) -> Client {
-        wait_for("nginx to route to the replica", DEADLINE, async || {
-            let c = Client::connect(&self.nginx.ws_url()).await;
-            (c.server == server).then_some(c)
-        })
-        .await
-    }
-}
-
-fn replica(redis: &Redis, i: usize, port: u16) -> Process {
-    let listen = format!("{}:{port}", IPS[i]);
-    Process::ws_server(
-        &format!("server-{}", i + 1),
-        Some(redis),
-        &["--listen", &listen],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_through_nginx_and_directly_is_one_room() {
-    let d = Deployment::start();
+    let d = ChatDeployment::start();
     let (status, page) = http_get(&d.nginx.url("/")).await;
     assert!(
         status == 200 && page.contains("<html"),
@@ -101,7 +44,7 @@ async fn chat_through_nginx_and_directly_is_one_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_moves_its_clients_without_loss() {
-    let mut d = Deployment::start();
+    let mut d = ChatDeployment::start();
     let mut victim = d.through_nginx_to("server-2").await;
     victim.join("r").await;
     let mut sender = Client::connect(&d.replicas[0].ws_url()).await;
@@ -128,11 +71,12 @@ async fn a_killed_replica_moves_its_clients_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_replica_gets_traffic_without_touching_nginx() {
-    let d = Deployment::start();
-    let added = replica(&d._redis, 3, d.ws_port);
+    let d = ChatDeployment::start();
+    let added = chat_replica(&d.redis, 3, d.ws_port);
     d.dns.set(
         "ws-server",
-        &IPS.iter()
+        &CHAT_IPS
+            .iter()
             .map(|ip| ip.parse().unwrap())
             .collect::<Vec<Ipv4Addr>>(),
     );

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a clean machine: installs what the integration
-# tests start (redis-server, nginx, Envoy, Python grpcio) when it is missing,
+# tests start (redis-server, nginx, Chromium, Envoy, Python grpcio) when it
+# is missing,
 # then runs every test. Tests start their own servers on free ports; nothing
 # here needs to be running beforehand.
 set -euo pipefail
@@ -11,6 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v nginx >/dev/null || need_apt+=(nginx)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   $SUDO apt-get update -qq
