@@ -147,8 +147,11 @@ impl Connection {
         if let Err(end) = self.send(welcome).await {
             return end;
         }
-        let shutdown = self.state.shutdown.clone();
-        let too_slow = self.member.too_slow.clone();
+        // Pinned once: a cancellation future registers with its token on
+        // first poll, and re-creating it every iteration would re-register.
+        let shutdown = self.state.shutdown.clone().cancelled_owned();
+        let too_slow = self.member.too_slow.clone().cancelled_owned();
+        tokio::pin!(shutdown, too_slow);
         let ping_interval = self.state.limits.ping_interval;
         let heartbeat = tokio::time::sleep(ping_interval);
         tokio::pin!(heartbeat);
@@ -157,8 +160,8 @@ impl Connection {
         let end = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break self.close(close::GOING_AWAY, "server shutting down", End::Shutdown).await,
-                _ = too_slow.cancelled() => break End::TooSlow,
+                _ = &mut shutdown => break self.close(close::GOING_AWAY, "server shutting down", End::Shutdown).await,
+                _ = &mut too_slow => break End::TooSlow,
                 Some(item) = rx.recv() => {
                     if let Err(end) = self.forward(item, &mut rx).await {
                         break end;
@@ -172,7 +175,10 @@ impl Connection {
                     }
                     match frame {
                         Ok(Message::Text(text)) => {
-                            if let Err(end) = self.on_text(&text).await {
+                            // Boxed: handling a client frame awaits Redis and
+                            // needs a large state machine, which would otherwise
+                            // sit inside every idle connection's task.
+                            if let Err(end) = Box::pin(self.on_text(&text)).await {
                                 break end;
                             }
                         }
@@ -249,7 +255,11 @@ impl Connection {
                 joined.last = message.id;
                 Some(message.frame.clone())
             }
-            Outbound::Event { room, frame } => self.rooms.get(&room)?.events.then_some(frame),
+            Outbound::Event(event) => self
+                .rooms
+                .get(&event.room)?
+                .events
+                .then(|| event.frame.clone()),
         }
     }
 
@@ -480,8 +490,12 @@ impl Connection {
         self.flush().await
     }
 
+    // Writes are polled first: a write that completes at once (the usual
+    // case) never registers with the cancellation token.
+
     async fn feed(&mut self, message: Message) -> Result<(), End> {
         tokio::select! {
+            biased;
             result = self.sink.feed(message) => result.map_err(|e| End::Io(e.to_string())),
             _ = self.member.too_slow.cancelled() => Err(End::TooSlow),
         }
@@ -489,6 +503,7 @@ impl Connection {
 
     async fn flush(&mut self) -> Result<(), End> {
         tokio::select! {
+            biased;
             result = self.sink.flush() => result.map_err(|e| End::Io(e.to_string())),
             _ = self.member.too_slow.cancelled() => Err(End::TooSlow),
         }

@@ -37,7 +37,7 @@ pub enum Outbound {
     /// A room message: skipped by a connection that already has its id.
     Room(Arc<RoomMessage>),
     /// A presence event, for members that asked for them.
-    Event { room: Arc<str>, frame: Utf8Bytes },
+    Event(Arc<RoomEvent>),
 }
 
 /// One room message, built once per replica and shared by every recipient.
@@ -45,6 +45,13 @@ pub enum Outbound {
 pub struct RoomMessage {
     pub room: Arc<str>,
     pub id: u64,
+    pub frame: Utf8Bytes,
+}
+
+/// A presence event of a room, shared like a [`RoomMessage`].
+#[derive(Debug)]
+pub struct RoomEvent {
+    pub room: Arc<str>,
     pub frame: Utf8Bytes,
 }
 
@@ -213,14 +220,12 @@ fn fan_out(name: &Arc<str>, room: &mut Room, kind: Kind, payload: &[u8]) -> u64 
                 tracing::warn!(room = %name, "dropping undecodable presence event");
                 return 0;
             };
+            let event = Arc::new(RoomEvent {
+                room: name.clone(),
+                frame,
+            });
             for member in room.members.values() {
-                try_queue(
-                    member,
-                    Outbound::Event {
-                        room: name.clone(),
-                        frame: frame.clone(),
-                    },
-                );
+                try_queue(member, Outbound::Event(event.clone()));
             }
             // Not counted: `messages_out` counts room messages only.
             return 0;
