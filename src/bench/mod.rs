@@ -6,6 +6,7 @@
 //! own CPU time, so a run capped by the generator is visible as such.
 
 pub mod grpc;
+pub mod trivial;
 pub mod ws;
 
 use clap::{Args, Subcommand};
@@ -22,12 +23,16 @@ pub enum BenchMode {
     Ws(ws::WsBenchArgs),
     /// gRPC calls at a concurrency: throughput and latency.
     Grpc(grpc::GrpcBenchArgs),
+    /// Run the trivial broadcast server that `bench ws` results are
+    /// compared with.
+    TrivialServer(trivial::TrivialArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.mode {
         BenchMode::Ws(args) => ws::run(args).await,
         BenchMode::Grpc(args) => grpc::run(args).await,
+        BenchMode::TrivialServer(args) => trivial::run(args).await,
     }
 }
 

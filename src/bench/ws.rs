@@ -10,16 +10,18 @@ use super::{Percentiles, latency_histogram};
 use crate::process;
 use anyhow::{Context, bail};
 use clap::Args;
+use futures_util::FutureExt;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{WebSocketStream, client_async};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 use tokio_util::sync::CancellationToken;
 
 type Socket = WebSocketStream<tokio::net::TcpStream>;
@@ -186,6 +188,15 @@ fn print_report<T: Serialize>(
     Ok(())
 }
 
+/// Small socket buffers, as on the server: tungstenite zeroes a whole read
+/// buffer chunk (128 KiB by default) on every read, which would make the
+/// load generator spend most of its time in memset.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+}
+
 /// Opens one WebSocket, from `source` when given, and reads the welcome.
 async fn connect(url: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
     let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().context("invalid --url")?;
@@ -210,7 +221,7 @@ async fn connect(url: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
-    let (mut ws, _) = client_async(url, stream)
+    let (mut ws, _) = client_async_with_config(url, stream, Some(client_config()))
         .await
         .context("WebSocket handshake failed")?;
     expect_type(&mut ws, "welcome").await?;
@@ -289,9 +300,8 @@ fn now_micros() -> u64 {
         .unwrap_or_default()
 }
 
-/// What every member shares: per-sequence delivery counts.
+/// What every member shares: the running total, for progress and drain.
 struct Tally {
-    per_seq: Vec<AtomicU32>,
     delivered: AtomicU64,
 }
 
@@ -302,7 +312,6 @@ async fn fanout(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
     let max_messages =
         (args.rate * args.duration.as_secs_f64()).ceil() as usize + args.publishers + 1;
     let tally = Arc::new(Tally {
-        per_seq: (0..max_messages).map(|_| AtomicU32::new(0)).collect(),
         delivered: AtomicU64::new(0),
     });
     let members = open_members(args).await?;
@@ -323,6 +332,7 @@ async fn fanout(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
             ws,
             tally.clone(),
             stop_members.clone(),
+            max_messages,
         )));
     }
 
@@ -358,29 +368,26 @@ async fn fanout(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
     while tally.delivered.load(Ordering::SeqCst) < expected && Instant::now() < drain_end {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let elapsed = started.elapsed().min(args.duration + args.drain);
     let cpu_after = process::total_cpu(&args.pids);
     let bench_cpu_after = process::cpu_time(std::process::id());
     progress.abort();
     stop_members.cancel();
     let mut latency = latency_histogram();
-    for receiver in receivers {
-        latency.add(receiver.await?)?;
-    }
-
     let mut delivered_unique = 0u64;
     let mut duplicated = 0u64;
-    for count in &tally.per_seq[..sent as usize] {
-        let count = count.load(Ordering::SeqCst) as u64;
-        delivered_unique += count.min(args.members as u64);
-        duplicated += count.saturating_sub(args.members as u64);
+    for receiver in receivers {
+        let seen = receiver.await?;
+        latency.add(seen.latency)?;
+        for &count in &seen.counts[..sent as usize] {
+            delivered_unique += u64::from(count.min(1));
+            duplicated += u64::from(count.saturating_sub(1));
+        }
     }
     let delivered = tally.delivered.load(Ordering::SeqCst);
     let server_cpu = match (cpu_before, cpu_after) {
         (Some(b), Some(a)) => Some((a - b).as_secs_f64()),
         _ => None,
     };
-    let _ = elapsed;
     Ok(FanoutReport {
         members: args.members,
         publishers: args.publishers,
@@ -454,16 +461,45 @@ async fn publish(
 }
 
 /// Reads one member's frames until stopped; returns its latency histogram.
+/// What one member saw.
+struct Received {
+    latency: hdrhistogram::Histogram<u64>,
+    /// Deliveries per sequence number (saturating), for loss and duplicates.
+    counts: Vec<u8>,
+}
+
+/// Deliveries a member counts before adding them to the shared total: one
+/// contended atomic per batch instead of per message.
+const TALLY_BATCH: u64 = 64;
+
+/// Reads one member's frames until stopped.
 async fn receive(
     mut ws: Socket,
     tally: Arc<Tally>,
     stop: CancellationToken,
-) -> hdrhistogram::Histogram<u64> {
-    let mut latency = latency_histogram();
+    messages: usize,
+) -> Received {
+    let mut seen = Received {
+        latency: latency_histogram(),
+        counts: vec![0; messages],
+    };
+    let mut unreported = 0;
+    let stop = stop.cancelled_owned();
+    tokio::pin!(stop);
     loop {
-        let frame = tokio::select! {
-            frame = ws.next() => frame,
-            _ = stop.cancelled() => break,
+        // Report the batch whenever the socket has nothing more right now,
+        // so the total is exact while the run drains.
+        let frame = match ws.next().now_or_never() {
+            Some(frame) => frame,
+            None => {
+                tally
+                    .delivered
+                    .fetch_add(std::mem::take(&mut unreported), Ordering::Relaxed);
+                tokio::select! {
+                    frame = ws.next() => frame,
+                    _ = &mut stop => break,
+                }
+            }
         };
         let Some(Ok(Message::Text(text))) = frame else {
             if matches!(frame, Some(Ok(_))) {
@@ -473,15 +509,21 @@ async fn receive(
         };
         let now = now_micros();
         if let Some((n, sent_at)) = parse_bench_text(&text)
-            && let Some(count) = tally.per_seq.get(n as usize)
+            && let Some(count) = seen.counts.get_mut(n as usize)
         {
-            count.fetch_add(1, Ordering::Relaxed);
-            tally.delivered.fetch_add(1, Ordering::Relaxed);
-            let _ = latency.record(now.saturating_sub(sent_at).max(1));
+            *count = count.saturating_add(1);
+            unreported += 1;
+            if unreported >= TALLY_BATCH {
+                tally
+                    .delivered
+                    .fetch_add(std::mem::take(&mut unreported), Ordering::Relaxed);
+            }
+            let _ = seen.latency.record(now.saturating_sub(sent_at).max(1));
         }
     }
+    tally.delivered.fetch_add(unreported, Ordering::Relaxed);
     let _ = ws.close(None).await;
-    latency
+    seen
 }
 
 /// Finds "b<seq> <micros>" in a message frame without a full JSON parse.
