@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Reruns every measurement of docs/BENCHMARKS.md on this machine: release
+# build, a private Redis, servers and load generator on loopback. Prints one
+# JSON report per line, prefixed by the scenario name. Takes ~5 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q
+B=target/release/rtchat
+export RUST_LOG=warn
+REDIS_PORT=${REDIS_PORT:-6399}
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+run() { local name=$1; shift; printf '%s ' "$name"; "$B" bench "$@" --json 2>/dev/null; }
+
+redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes >/dev/null
+wait_port "$REDIS_PORT"
+
+# Three ws-server replicas on one Redis; the publishers' rate is the
+# scenario's, so the per-connection rate limit is lifted.
+urls=()
+ws_pids=()
+for i in 1 2 3; do
+  "$B" ws-server --id "server-$i" --listen "127.0.0.1:310$i" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
+    --rate-limit 100000 --rate-burst 100000 2>/dev/null &
+  pids+=($!); ws_pids+=($!); urls+=("ws://127.0.0.1:310$i/ws")
+  wait_port "310$i"
+done
+U=$(IFS=,; echo "${urls[*]}"); P=$(IFS=,; echo "${ws_pids[*]}")
+
+run fanout-1000x25 ws --url "$U" --pid "$P" --members 1000 --publishers 5 --rate 25 --duration 10s
+run fanout-100x250 ws --url "$U" --pid "$P" --members 100 --publishers 10 --rate 250 --duration 10s
+for rate in 100 200 300; do
+  run "max-1000x$rate" ws --url "$U" --pid "$P" --members 1000 --publishers 10 --rate "$rate" --duration 10s
+done
+for members in 10 100 1000 10000; do
+  run "curve-$members" ws --url "$U" --pid "$P" --members "$members" --publishers 5 --rate 20 --duration 5s
+done
+kill "${ws_pids[@]}"; wait "${ws_pids[@]}" 2>/dev/null || true
+
+# The yardstick: a trivial broadcast server with the same load generator.
+"$B" bench trivial-server --listen 127.0.0.1:3900 2>/dev/null & T=$!; pids+=($T)
+wait_port 3900
+for rate in 100 200 300; do
+  run "trivial-1000x$rate" ws --url ws://127.0.0.1:3900/ws --pid "$T" --members 1000 --publishers 10 --rate "$rate" --duration 10s
+done
+kill "$T"
+
+# Memory of idle joined connections, one standalone replica per size.
+for n in 1000 5000 10000 19000; do
+  "$B" ws-server --listen 127.0.0.1:3110 2>/dev/null & S=$!; pids+=($S)
+  wait_port 3110
+  run "idle-$n" ws --url ws://127.0.0.1:3110/ws --pid "$S" --idle --members "$n" --duration 3s
+  kill "$S"; wait "$S" 2>/dev/null || true
+done
+
+# gRPC on Redis: unary GetUser, then ListUsers over 100,000 users.
+"$B" grpc-server --listen 127.0.0.1:50600 --redis-url "redis://127.0.0.1:$REDIS_PORT" 2>/dev/null & G=$!; pids+=($G)
+wait_port 50600
+run grpc-get-16x32 grpc --addr http://127.0.0.1:50600 --pid "$G" --connections 16 --streams 32 --duration 10s
+run grpc-get-1x1 grpc --addr http://127.0.0.1:50600 --pid "$G" --connections 1 --streams 1 --duration 5s
+run grpc-list-100k grpc --addr http://127.0.0.1:50600 --pid "$G" --rpc list --seed 99998 --connections 1 --streams 1 --count 3
+run grpc-list-100k-again grpc --addr http://127.0.0.1:50600 --pid "$G" --rpc list --connections 1 --streams 1 --count 3
+kill "$G"
+
+# The same GetUser load on the in-memory store.
+"$B" grpc-server --listen 127.0.0.1:50601 2>/dev/null & M=$!; pids+=($M)
+wait_port 50601
+run grpc-memory-get-16x32 grpc --addr http://127.0.0.1:50601 --pid "$M" --connections 16 --streams 32 --duration 10s
