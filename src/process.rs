@@ -34,6 +34,16 @@ pub fn total_rss_kib(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|&pid| rss_kib(pid)).sum()
 }
 
+/// Binds a server's listener, first raising the descriptor limit: every
+/// connection it accepts is one more open file.
+pub async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    raise_fd_limit();
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
 /// Raises this process's open-file soft limit to its hard limit: every
 /// socket is a descriptor, and distributions often default the soft limit
 /// to 1024.

@@ -1,6 +1,7 @@
 //! The gRPC UserService against real `rtchat grpc-server` processes, through
 //! the generated client and through `rtchat grpc-client`.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -336,19 +337,6 @@ async fn sigterm_ends_streams_and_exits_cleanly(with_redis: bool) {
         "the stream ends cleanly, not with an error: {end:?}"
     );
     assert!(server.wait_exit().await.success());
-}
-
-macro_rules! in_both_modes {
-    ($($scenario:ident),* $(,)?) => {
-        mod standalone {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(false).await })*
-        }
-        mod with_redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(true).await })*
-        }
-    };
 }
 
 in_both_modes!(

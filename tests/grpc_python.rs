@@ -4,65 +4,13 @@
 mod common;
 
 use common::*;
-use rtchat::grpc::pb::UpdateUserRequest;
-use rtchat::grpc::pb::user_service_client::UserServiceClient;
-use std::io::Read;
-use std::process::{Command, Stdio};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_grpcio_client_runs_its_walk_through() {
     let redis = Redis::start();
     let server = Process::grpc_server("grpc-1", Some(&redis), &[]);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let stubs = std::env::temp_dir().join(format!("rtchat-pystubs-{}", free_port()));
-    std::fs::create_dir_all(&stubs).unwrap();
-    let generated = Command::new("python3")
-        .args(["-m", "grpc_tools.protoc", "-I", &format!("{root}/proto")])
-        .arg(format!("--python_out={}", stubs.display()))
-        .arg(format!("--grpc_python_out={}", stubs.display()))
-        .arg(format!("{root}/proto/service.proto"))
-        .status()
-        .expect("python3 with grpcio-tools (the test command installs it)");
-    assert!(generated.success(), "grpc_tools.protoc failed");
-
-    let mut python = Command::new("python3")
-        .arg(format!("{root}/tests/python/client.py"))
-        .arg(server.addr.to_string())
-        .arg("1")
-        .env("PYTHONPATH", &stubs)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    // The Python client subscribes last; keep making changes until it has
-    // printed one and exited.
-    let mut c = UserServiceClient::connect(server.grpc_url()).await.unwrap();
-    let status = wait_for("the Python client to see an update", DEADLINE, async || {
-        let touch = UpdateUserRequest {
-            id: 2,
-            name: "Bob".into(),
-            email: String::new(),
-        };
-        c.update_user(touch).await.unwrap();
-        python.try_wait().unwrap()
-    })
-    .await;
-    let (mut out, mut err) = (String::new(), String::new());
-    python
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    python
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&stubs);
-    assert!(status.success(), "python client failed: {err}");
+    let (ok, out, err) = python_walk_through(&server.grpc_url()).await;
+    assert!(ok, "python client failed: {err}");
     let expected = "=== Get User ===\nUser: Alice (alice@example.com)\n\n\
                     === List Users (Streaming) ===\n- Alice (alice@example.com)\n- Bob (bob@example.com)\n\n\
                     === Create User ===\nCreated: Charlie with ID 3\n\

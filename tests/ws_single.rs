@@ -1,6 +1,7 @@
 //! One ws-server replica, as a user sees it. Every scenario runs twice:
 //! standalone (no Redis anywhere) and with a private Redis.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -396,19 +397,6 @@ async fn sigterm_closes_clients_with_1001(with_redis: bool) {
     assert_eq!(a.recv_close().await, Some(1001));
     assert_eq!(b.recv_close().await, Some(1001));
     assert!(server.wait_exit().await.success());
-}
-
-macro_rules! in_both_modes {
-    ($($scenario:ident),* $(,)?) => {
-        mod standalone {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(false).await })*
-        }
-        mod with_redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(true).await })*
-        }
-    };
 }
 
 in_both_modes!(

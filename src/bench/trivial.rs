@@ -4,7 +4,6 @@
 //! that joined anything. No Redis, no rooms, no ids, no history, no limits:
 //! what is left is the cost of WebSockets on this machine.
 
-use anyhow::Context;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::{Router, routing::get};
 use clap::Args;
@@ -33,7 +32,6 @@ struct Members {
 }
 
 pub async fn run(args: TrivialArgs) -> anyhow::Result<()> {
-    crate::process::raise_fd_limit();
     let members = Arc::new(Members::default());
     let app = Router::new().route(
         "/ws",
@@ -46,9 +44,7 @@ pub async fn run(args: TrivialArgs) -> anyhow::Result<()> {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = crate::process::listen(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "trivial broadcast server listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(crate::shutdown::on_signal().cancelled_owned())

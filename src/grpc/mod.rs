@@ -41,10 +41,7 @@ const UPDATE_HISTORY: HistoryPolicy = HistoryPolicy {
 };
 
 pub async fn serve(args: GrpcServerArgs) -> anyhow::Result<()> {
-    crate::process::raise_fd_limit();
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = crate::process::listen(args.listen).await?;
     run(listener, args, crate::shutdown::on_signal()).await
 }
 

@@ -86,10 +86,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Binds `--listen` and serves until SIGTERM or Ctrl-C.
 pub async fn serve(args: WsServerArgs) -> anyhow::Result<()> {
-    crate::process::raise_fd_limit();
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = crate::process::listen(args.listen).await?;
     run(listener, args, crate::shutdown::on_signal()).await
 }
 

@@ -7,6 +7,22 @@
 
 pub mod dns;
 
+/// Runs each scenario `fn(with_redis: bool)` twice, as `standalone::name`
+/// (no Redis anywhere) and `with_redis::name` (a private Redis).
+#[allow(unused_macros)]
+macro_rules! in_both_modes {
+    ($($scenario:ident),* $(,)?) => {
+        mod standalone {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(false).await })*
+        }
+        mod with_redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(true).await })*
+        }
+    };
+}
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -792,5 +808,50 @@ pub fn chat_replica(redis: &Redis, i: usize, port: u16) -> Process {
         &format!("server-{}", i + 1),
         Some(redis),
         &["--listen", &listen],
+    )
+}
+
+/// Runs the Python grpcio walk-through (tests/python/client.py, stubs
+/// generated from proto/ by grpcio-tools) against `addr`, changing Bob until
+/// its subscription has printed one update: (exit ok, stdout, stderr).
+pub async fn python_walk_through(addr: &str) -> (bool, String, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let stubs = std::env::temp_dir().join(format!("rtchat-pystubs-{}", free_port()));
+    std::fs::create_dir_all(&stubs).unwrap();
+    let generated = std::process::Command::new("python3")
+        .args(["-m", "grpc_tools.protoc", "-I", &format!("{root}/proto")])
+        .arg(format!("--python_out={}", stubs.display()))
+        .arg(format!("--grpc_python_out={}", stubs.display()))
+        .arg(format!("{root}/proto/service.proto"))
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let mut python = std::process::Command::new("python3")
+        .arg(format!("{root}/tests/python/client.py"))
+        .arg(addr.trim_start_matches("http://"))
+        .env("PYTHONPATH", &stubs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut c = rtchat::grpc::pb::user_service_client::UserServiceClient::connect(addr.to_owned())
+        .await
+        .unwrap();
+    let status = wait_for("the Python client to finish", DEADLINE, async || {
+        let touch = rtchat::grpc::pb::UpdateUserRequest {
+            id: 1,
+            name: "Alice".into(),
+            email: String::new(),
+        };
+        let _ = c.update_user(touch).await;
+        python.try_wait().unwrap()
+    })
+    .await;
+    let output = python.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&stubs);
+    (
+        status.success(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
     )
 }
