@@ -344,6 +344,16 @@ impl Connection {
             self.state
                 .rooms
                 .note_position(room, replay.last_id.unwrap_or_default());
+            // Before `joined`: once a client is told it joined, everyone
+            // asking for the room's presence sees it.
+            if let Err(err) = self
+                .state
+                .broker
+                .presence_add(&topic, &self.user, self.info.clone())
+                .await
+            {
+                tracing::warn!(%err, room, "could not announce presence");
+            }
         }
         let joined = ServerFrame::Joined {
             room,
@@ -366,15 +376,6 @@ impl Connection {
             self.feed(Message::Text(frame)).await?;
         }
         self.flush().await?;
-        if is_new
-            && let Err(err) = self
-                .state
-                .broker
-                .presence_add(&topic, &self.user, self.info.clone())
-                .await
-        {
-            tracing::warn!(%err, room, "could not announce presence");
-        }
         Ok(Ok(()))
     }
 

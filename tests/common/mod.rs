@@ -839,8 +839,8 @@ pub async fn python_walk_through(addr: &str) -> (bool, String, String) {
         .unwrap();
     let status = wait_for("the Python client to finish", DEADLINE, async || {
         let touch = rtchat::grpc::pb::UpdateUserRequest {
-            id: 1,
-            name: "Alice".into(),
+            id: 2,
+            name: "Bob".into(),
             email: String::new(),
         };
         let _ = c.update_user(touch).await;
