@@ -1,6 +1,7 @@
 //! In-process broadcast for a standalone server: the log lives in memory and
 //! every publish is delivered straight to this process.
 
+use super::presence::PresenceMap;
 use super::{
     Broadcast, BroadcastError, Deliver, Envelope, From, HistoryPolicy, Kind, Replay, now_micros,
 };
@@ -21,7 +22,7 @@ pub struct MemoryBroadcast {
     /// across delivery is what keeps delivery order equal to id order.
     topics: Mutex<HashMap<Arc<str>, Log>>,
     /// Topic to member to info. Held across delivery for the same reason.
-    presence: Mutex<HashMap<Arc<str>, HashMap<String, Bytes>>>,
+    presence: PresenceMap,
     resumed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -42,7 +43,7 @@ impl MemoryBroadcast {
             policy,
             deliver,
             topics: Mutex::new(HashMap::new()),
-            presence: Mutex::new(HashMap::new()),
+            presence: PresenceMap::default(),
             resumed: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -151,9 +152,7 @@ impl Broadcast for MemoryBroadcast {
         member: &str,
         info: Bytes,
     ) -> Result<(), BroadcastError> {
-        let mut presence = self.presence.lock().expect("presence lock poisoned");
-        let members = presence.entry(Arc::from(topic)).or_default();
-        if members.insert(member.to_owned(), info.clone()).is_none() {
+        if self.presence.add(topic, member, info.clone()) {
             (self.deliver)(Envelope {
                 topic: Arc::from(topic),
                 kind: Kind::Joined,
@@ -164,14 +163,7 @@ impl Broadcast for MemoryBroadcast {
     }
 
     async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
-        let mut presence = self.presence.lock().expect("presence lock poisoned");
-        let Some(members) = presence.get_mut(topic) else {
-            return Ok(());
-        };
-        if let Some(info) = members.remove(member) {
-            if members.is_empty() {
-                presence.remove(topic);
-            }
+        if let Some(info) = self.presence.remove(topic, member) {
             (self.deliver)(Envelope {
                 topic: Arc::from(topic),
                 kind: Kind::Left,
@@ -182,11 +174,7 @@ impl Broadcast for MemoryBroadcast {
     }
 
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {
-        let presence = self.presence.lock().expect("presence lock poisoned");
-        Ok(presence
-            .get(topic)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default())
+        Ok(self.presence.infos(topic))
     }
 
     fn is_ready(&self) -> bool {

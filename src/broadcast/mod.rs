@@ -18,6 +18,7 @@
 //! go to a synchronous [`Deliver`] callback that only queues.
 
 pub mod memory;
+pub mod presence;
 pub mod redis;
 
 use crate::config::RedisArgs;

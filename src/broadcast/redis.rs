@@ -13,6 +13,7 @@
 //! entries of an instance whose heartbeat expired are dropped (and
 //! announced as left) by whichever replica lists or sweeps the topic next.
 
+use super::presence::PresenceMap;
 use super::{Broadcast, BroadcastError, Deliver, Envelope, From, HistoryPolicy, Kind, Replay};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -60,7 +61,7 @@ pub struct RedisBroadcast {
     /// This replica's own presence entries (topic to member to info), to
     /// put back after Redis lost them. A std mutex, never held across an
     /// await.
-    local_presence: std::sync::Mutex<HashMap<String, HashMap<String, Bytes>>>,
+    local_presence: PresenceMap,
 }
 
 fn channel(topic: &str) -> String {
@@ -103,7 +104,7 @@ impl RedisBroadcast {
             instance: std::iter::repeat_with(fastrand::alphanumeric)
                 .take(12)
                 .collect(),
-            local_presence: std::sync::Mutex::new(HashMap::new()),
+            local_presence: PresenceMap::default(),
         };
         this.spawn_reader(deliver);
         this.spawn_resubscriber();
@@ -161,29 +162,13 @@ impl RedisBroadcast {
     }
 
     fn local_topics(&self) -> Vec<String> {
-        self.local_presence
-            .lock()
-            .expect("presence lock poisoned")
-            .keys()
-            .cloned()
-            .collect()
+        self.local_presence.topics()
     }
 
     /// Puts back every local presence entry; entries Redis had lost are
     /// announced as joined again. False if any could not be put back.
     async fn restore_presence(&self) -> bool {
-        let entries: Vec<(String, String, Bytes)> = {
-            let local = self.local_presence.lock().expect("presence lock poisoned");
-            local
-                .iter()
-                .flat_map(|(topic, members)| {
-                    members
-                        .iter()
-                        .map(|(m, i)| (topic.clone(), m.clone(), i.clone()))
-                })
-                .collect()
-        };
-        for (topic, member, info) in entries {
+        for (topic, member, info) in self.local_presence.entries() {
             if let Err(err) = self.presence_op(&topic, "add", &member, Some(info)).await {
                 tracing::debug!(%err, topic, "could not restore presence yet");
                 return false;
@@ -389,27 +374,14 @@ impl Broadcast for RedisBroadcast {
         member: &str,
         info: Bytes,
     ) -> Result<(), BroadcastError> {
-        self.local_presence
-            .lock()
-            .expect("presence lock poisoned")
-            .entry(topic.to_owned())
-            .or_default()
-            .insert(member.to_owned(), info.clone());
+        self.local_presence.add(topic, member, info.clone());
         self.presence_op(topic, "add", member, Some(info))
             .await
             .map(drop)
     }
 
     async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
-        {
-            let mut local = self.local_presence.lock().expect("presence lock poisoned");
-            if let Some(members) = local.get_mut(topic) {
-                members.remove(member);
-                if members.is_empty() {
-                    local.remove(topic);
-                }
-            }
-        }
+        self.local_presence.remove(topic, member);
         self.presence_op(topic, "remove", member, None)
             .await
             .map(drop)
