@@ -42,7 +42,8 @@ pub enum Command {
 pub struct RedisArgs {
     /// Redis to share state with other replicas; without it the server runs
     /// standalone with in-memory state.
-    #[arg(long, env = "REDIS_URL")]
+    /// (Its value is hidden in --help: the URL may carry a password.)
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// How long a Redis command may take before it fails (and the caller gets
