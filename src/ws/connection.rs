@@ -344,6 +344,11 @@ impl Connection {
             self.state
                 .rooms
                 .note_position(room, replay.last_id.unwrap_or_default());
+        }
+        if events {
+            self.state.rooms.watch(room, self.conn, self.member.clone());
+        }
+        if is_new {
             // Before `joined`: once a client is told it joined, everyone
             // asking for the room's presence sees it.
             if let Err(err) = self

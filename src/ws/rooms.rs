@@ -66,6 +66,9 @@ pub struct Member {
 #[derive(Default)]
 struct Room {
     members: HashMap<u64, Member>,
+    /// The members that asked for presence events. Kept apart so a join
+    /// storm in a big room costs one queue push per watcher, not per member.
+    watchers: HashMap<u64, Member>,
     /// Newest message id handed out here; older or equal ones are repeats.
     last_delivered: u64,
     /// The log's position when the room got its first local member: the
@@ -112,6 +115,13 @@ impl Rooms {
         name
     }
 
+    /// Sends the room's presence events to this member too.
+    pub fn watch(&self, room: &str, conn: u64, member: Member) {
+        if let Some(room) = self.lock().get_mut(room) {
+            room.watchers.insert(conn, member);
+        }
+    }
+
     /// Records the log position seen when joining, for repairs.
     pub fn note_position(&self, room: &str, position: u64) {
         if let Some(room) = self.lock().get_mut(room)
@@ -125,6 +135,7 @@ impl Rooms {
         let mut rooms = self.lock();
         if let Some(entry) = rooms.get_mut(room) {
             entry.members.remove(&conn);
+            entry.watchers.remove(&conn);
             if entry.members.is_empty() {
                 rooms.remove(room);
                 self.metrics.rooms.set(rooms.len() as i64);
@@ -224,7 +235,7 @@ fn fan_out(name: &Arc<str>, room: &mut Room, kind: Kind, payload: &[u8]) -> u64 
                 room: name.clone(),
                 frame,
             });
-            for member in room.members.values() {
+            for member in room.watchers.values() {
                 try_queue(member, Outbound::Event(event.clone()));
             }
             // Not counted: `messages_out` counts room messages only.
