@@ -246,11 +246,13 @@ impl RedisBroadcast {
         });
     }
 
-    fn history_args(&self) -> (String, String) {
-        (
-            self.policy.max_len.to_string(),
-            self.policy.max_age.as_micros().to_string(),
-        )
+    /// The history bounds as the log scripts take them.
+    fn max_len(&self) -> Value {
+        Value::Integer(self.policy.max_len as i64)
+    }
+
+    fn max_age_micros(&self) -> Value {
+        Value::Integer(self.policy.max_age.as_micros() as i64)
     }
 }
 
@@ -285,7 +287,6 @@ fn parse_id(value: &Value) -> Result<Option<u64>, BroadcastError> {
 #[async_trait]
 impl Broadcast for RedisBroadcast {
     async fn publish(&self, topic: &str, payload: Bytes) -> Result<u64, BroadcastError> {
-        let (max_len, max_age) = self.history_args();
         let id: Value = self
             .publish
             .evalsha_with_reload(
@@ -294,8 +295,8 @@ impl Broadcast for RedisBroadcast {
                 vec![
                     Value::from(channel(topic)),
                     Value::Bytes(payload),
-                    max_len.into(),
-                    max_age.into(),
+                    self.max_len(),
+                    self.max_age_micros(),
                 ],
             )
             .await
@@ -333,18 +334,17 @@ impl Broadcast for RedisBroadcast {
     }
 
     async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError> {
-        let (_, max_age) = self.history_args();
         let (mode, value) = match from {
-            From::Position => ("position", String::new()),
-            From::Since(id) => ("since", id.to_string()),
-            From::Last(n) => ("last", n.to_string()),
+            From::Position => ("position", Value::from("")),
+            From::Since(id) => ("since", Value::Integer(id as i64)),
+            From::Last(n) => ("last", Value::Integer(n as i64)),
         };
         let reply: Vec<Value> = self
             .replay
             .evalsha_with_reload(
                 &self.client,
                 keys(topic),
-                vec![mode.to_owned(), value, max_age],
+                vec![Value::from(mode), value, self.max_age_micros()],
             )
             .await
             .map_err(unavailable)?;
