@@ -52,6 +52,17 @@ pub struct RedisArgs {
     pub redis_timeout: Duration,
 }
 
+impl RedisArgs {
+    /// How the server shares state, for the start-up log line.
+    pub fn mode(&self) -> &'static str {
+        if self.redis_url.is_some() {
+            "redis"
+        } else {
+            "standalone"
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct WsServerArgs {
     /// Name of this replica, shown to clients in every message it accepts.

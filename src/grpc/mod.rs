@@ -84,11 +84,7 @@ pub async fn run(
     let users = InterceptedService::new(users, auth::BearerAuth::new(token));
 
     let addr = listener.local_addr()?;
-    let mode = if args.redis.redis_url.is_some() {
-        "redis"
-    } else {
-        "standalone"
-    };
+    let mode = args.redis.mode();
     tracing::info!(%addr, id = %args.id, mode, "grpc-server listening");
 
     let stopping = shutdown.clone();

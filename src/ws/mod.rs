@@ -119,11 +119,7 @@ pub async fn run(
     }));
     spawn_repairs(state.clone());
     let addr = listener.local_addr()?;
-    let mode = if args.redis.redis_url.is_some() {
-        "redis"
-    } else {
-        "standalone"
-    };
+    let mode = args.redis.mode();
     tracing::info!(%addr, id = %args.id, mode, "ws-server listening");
 
     axum::serve(

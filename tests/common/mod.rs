@@ -231,14 +231,19 @@ impl Process {
         process
     }
 
-    pub fn ws_server(id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
-        let mut args = vec!["ws-server", "--id", id];
+    /// `rtchat <subcommand> --id <id>`, on `redis` when given.
+    fn server(subcommand: &str, id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
+        let mut args = vec![subcommand, "--id", id];
         let url = redis.map(Redis::url);
         if let Some(url) = &url {
             args.extend(["--redis-url", url]);
         }
         args.extend(extra);
         Self::spawn_server(&args)
+    }
+
+    pub fn ws_server(id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
+        Self::server("ws-server", id, redis, extra)
     }
 
     pub fn ws_url(&self) -> String {
@@ -496,13 +501,7 @@ pub fn id_of(frame: &Value) -> u64 {
 
 impl Process {
     pub fn grpc_server(id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
-        let mut args = vec!["grpc-server", "--id", id];
-        let url = redis.map(Redis::url);
-        if let Some(url) = &url {
-            args.extend(["--redis-url", url]);
-        }
-        args.extend(extra);
-        Self::spawn_server(&args)
+        Self::server("grpc-server", id, redis, extra)
     }
 
     pub fn grpc_url(&self) -> String {
