@@ -12,7 +12,6 @@ use super::protocol::{
 };
 use super::rooms::{Member, Outbound, topic};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -55,47 +54,53 @@ pub mod close {
     pub const PING_TIMEOUT: u16 = 4000;
 }
 
-pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr, name: Option<String>) {
+/// The connection's task. Set-up happens here, outside the future, so the
+/// future holds only what an idle connection needs between frames: with
+/// 10,000s of sockets per replica its size is most of their memory.
+pub fn run(
+    socket: WebSocket,
+    state: AppState,
+    peer: SocketAddr,
+    name: Option<String>,
+) -> impl Future<Output = ()> + Send + 'static {
     let conn = state.next_connection_id();
     let user: String = std::iter::repeat_with(fastrand::alphanumeric)
         .take(16)
         .collect();
     let span = tracing::info_span!("conn", %user, %peer);
+    let (queue, rx) = mpsc::channel(state.limits.send_queue);
+    let info = MemberInfo {
+        user: &user,
+        name: name.as_deref(),
+        server: &state.server_id,
+    };
+    let info = Bytes::from(serde_json::to_vec(&info).expect("member infos always serialise"));
+    let mut connection = Connection {
+        member: Member {
+            queue,
+            too_slow: CancellationToken::new(),
+        },
+        bucket: TokenBucket::new(state.limits.rate_limit, state.limits.rate_burst),
+        state,
+        conn,
+        user,
+        name,
+        info,
+        socket,
+        rooms: HashMap::new(),
+    };
     async move {
-        state.metrics.connections.inc();
+        connection.state.metrics.connections.inc();
         tracing::debug!("connected");
-        let (sink, stream) = socket.split();
-        let (queue, rx) = mpsc::channel(state.limits.send_queue);
-        let info = MemberInfo {
-            user: &user,
-            name: name.as_deref(),
-            server: &state.server_id,
-        };
-        let info = Bytes::from(serde_json::to_vec(&info).expect("member infos always serialise"));
-        let mut connection = Connection {
-            member: Member {
-                queue,
-                too_slow: CancellationToken::new(),
-            },
-            bucket: TokenBucket::new(state.limits.rate_limit, state.limits.rate_burst),
-            state: state.clone(),
-            conn,
-            user,
-            name,
-            info,
-            sink,
-            rooms: HashMap::new(),
-        };
-        let reason = connection.serve(stream, rx).await;
-        connection.leave_all().await;
-        state.metrics.connections.dec();
+        let reason = connection.serve(rx).await;
+        Box::pin(connection.leave_all()).await;
+        connection.state.metrics.connections.dec();
         match reason {
             End::Io(err) => tracing::debug!(%err, "disconnected on a socket error"),
             reason => tracing::debug!(?reason, "disconnected"),
         }
     }
     .instrument(span)
-    .await
 }
 
 struct Connection {
@@ -108,7 +113,7 @@ struct Connection {
     info: Bytes,
     member: Member,
     bucket: TokenBucket,
-    sink: SplitSink<WebSocket, Message>,
+    socket: WebSocket,
     /// Joined rooms and the last message id sent to this client in each.
     rooms: HashMap<Arc<str>, Joined>,
 }
@@ -120,6 +125,18 @@ struct Joined {
     last: u64,
     /// Whether it asked for member_joined / member_left events.
     events: bool,
+}
+
+/// What woke a connection waiting for work.
+enum Wake {
+    Shutdown,
+    TooSlow,
+    Queued(Outbound),
+    Frame(Option<Result<Message, axum::Error>>),
+    /// The ping timer fired; `unanswered` if the last ping got no reply.
+    Heartbeat {
+        unanswered: bool,
+    },
 }
 
 /// Why a connection ended, for the log.
@@ -134,17 +151,16 @@ enum End {
 }
 
 impl Connection {
-    async fn serve(
-        &mut self,
-        mut stream: SplitStream<WebSocket>,
-        mut rx: mpsc::Receiver<Outbound>,
-    ) -> End {
+    /// Waits for work and hands each wake-up to [`Self::handle`]. Only this
+    /// wait is in the connection's future; handling is boxed, so its much
+    /// larger state (writes, Redis round trips) exists only while it runs.
+    async fn serve(&mut self, mut rx: mpsc::Receiver<Outbound>) -> End {
         let welcome = ServerFrame::Welcome {
             user: &self.user,
             server: &self.state.server_id,
         }
         .to_text();
-        if let Err(end) = self.send(welcome).await {
+        if let Err(end) = Box::pin(self.send(welcome)).await {
             return end;
         }
         // Pinned once: a cancellation future registers with its token on
@@ -155,70 +171,94 @@ impl Connection {
         let ping_interval = self.state.limits.ping_interval;
         let heartbeat = tokio::time::sleep(ping_interval);
         tokio::pin!(heartbeat);
-        let mut ping_sent: Option<Instant> = None;
+        let mut ping_sent = false;
 
         let end = loop {
-            tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                _ = &mut shutdown => break self.close(close::GOING_AWAY, "server shutting down", End::Shutdown).await,
-                _ = &mut too_slow => break End::TooSlow,
-                Some(item) = rx.recv() => {
-                    if let Err(end) = self.forward(item, &mut rx).await {
-                        break end;
-                    }
+                _ = &mut shutdown => Wake::Shutdown,
+                _ = &mut too_slow => Wake::TooSlow,
+                Some(item) = rx.recv() => Wake::Queued(item),
+                frame = self.socket.next() => Wake::Frame(frame),
+                _ = &mut heartbeat => Wake::Heartbeat { unanswered: ping_sent },
+            };
+            match wake {
+                // Any frame proves the client is alive.
+                Wake::Frame(Some(_)) if ping_sent => {
+                    ping_sent = false;
+                    heartbeat
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + ping_interval);
                 }
-                frame = stream.next() => {
-                    let Some(frame) = frame else { break End::ClientClosed };
-                    // Any frame proves the client is alive.
-                    if ping_sent.take().is_some() {
-                        heartbeat.as_mut().reset(tokio::time::Instant::now() + ping_interval);
-                    }
-                    match frame {
-                        Ok(Message::Text(text)) => {
-                            // Boxed: handling a client frame awaits Redis and
-                            // needs a large state machine, which would otherwise
-                            // sit inside every idle connection's task.
-                            if let Err(end) = Box::pin(self.on_text(&text)).await {
-                                break end;
-                            }
-                        }
-                        Ok(Message::Binary(_)) => {
-                            if let Err(end) = self.reject(Reject::new(ErrorCode::BadFrame, "binary frames are not supported; send JSON text")).await {
-                                break end;
-                            }
-                        }
-                        Ok(Message::Close(_)) => break End::ClientClosed,
-                        Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                        Err(err) if is_capacity_error(&err) => {
-                            let limit = self.state.limits.max_frame_bytes;
-                            let _ = self.reject(Reject::new(ErrorCode::FrameTooLarge, format!("frame larger than {limit} bytes"))).await;
-                            let end = self.close(close::TOO_BIG, "frame too large", End::FrameTooLarge).await;
-                            // The refused payload is still unread in the socket, so
-                            // closing now would reset the connection and could take
-                            // the close frame with it. Reading it is not an option
-                            // (that is the buffering the limit refuses), so give the
-                            // client a moment to read the close and hang up first.
-                            tokio::time::sleep(OVERSIZE_LINGER).await;
-                            break end;
-                        }
-                        Err(err) => break End::Io(err.to_string()),
-                    }
+                Wake::Heartbeat { .. } => {
+                    ping_sent = true;
+                    heartbeat
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + self.state.limits.ping_timeout);
                 }
-                _ = &mut heartbeat => {
-                    if ping_sent.is_some() {
-                        break self.close(close::PING_TIMEOUT, "ping timeout", End::PingTimeout).await;
-                    }
-                    if let Err(end) = self.write(Message::Ping(Default::default())).await {
-                        break end;
-                    }
-                    ping_sent = Some(Instant::now());
-                    heartbeat.as_mut().reset(tokio::time::Instant::now() + self.state.limits.ping_timeout);
-                }
+                _ => {}
+            }
+            if let Err(end) = Box::pin(self.handle(wake, &mut rx)).await {
+                break end;
             }
         };
         match end {
-            End::TooSlow => self.close_slow(&mut rx).await,
+            End::TooSlow => Box::pin(self.close_slow(&mut rx)).await,
             end => end,
+        }
+    }
+
+    async fn handle(&mut self, wake: Wake, rx: &mut mpsc::Receiver<Outbound>) -> Result<(), End> {
+        let frame = match wake {
+            Wake::Shutdown => {
+                return Err(self
+                    .close(close::GOING_AWAY, "server shutting down", End::Shutdown)
+                    .await);
+            }
+            Wake::TooSlow => return Err(End::TooSlow),
+            Wake::Queued(item) => return self.forward(item, rx).await,
+            Wake::Heartbeat { unanswered: true } => {
+                return Err(self
+                    .close(close::PING_TIMEOUT, "ping timeout", End::PingTimeout)
+                    .await);
+            }
+            Wake::Heartbeat { unanswered: false } => {
+                return self.write(Message::Ping(Default::default())).await;
+            }
+            Wake::Frame(None) => return Err(End::ClientClosed),
+            Wake::Frame(Some(frame)) => frame,
+        };
+        match frame {
+            Ok(Message::Text(text)) => self.on_text(&text).await,
+            Ok(Message::Binary(_)) => {
+                self.reject(Reject::new(
+                    ErrorCode::BadFrame,
+                    "binary frames are not supported; send JSON text",
+                ))
+                .await
+            }
+            Ok(Message::Close(_)) => Err(End::ClientClosed),
+            Ok(Message::Ping(_) | Message::Pong(_)) => Ok(()),
+            Err(err) if is_capacity_error(&err) => {
+                let limit = self.state.limits.max_frame_bytes;
+                let _ = self
+                    .reject(Reject::new(
+                        ErrorCode::FrameTooLarge,
+                        format!("frame larger than {limit} bytes"),
+                    ))
+                    .await;
+                let end = self
+                    .close(close::TOO_BIG, "frame too large", End::FrameTooLarge)
+                    .await;
+                // The refused payload is still unread in the socket, so
+                // closing now would reset the connection and could take
+                // the close frame with it. Reading it is not an option
+                // (that is the buffering the limit refuses), so give the
+                // client a moment to read the close and hang up first.
+                tokio::time::sleep(OVERSIZE_LINGER).await;
+                Err(end)
+            }
+            Err(err) => Err(End::Io(err.to_string())),
         }
     }
 
@@ -477,7 +517,7 @@ impl Connection {
     }
 
     /// Undoes a join: local membership, subscription and presence.
-    async fn forget(&self, room: &str) {
+    async fn forget(&mut self, room: &str) {
         let topic = topic(room);
         self.state.rooms.leave(room, self.conn);
         if let Err(err) = self.state.broker.presence_remove(&topic, &self.user).await {
@@ -502,7 +542,7 @@ impl Connection {
     async fn feed(&mut self, message: Message) -> Result<(), End> {
         tokio::select! {
             biased;
-            result = self.sink.feed(message) => result.map_err(|e| End::Io(e.to_string())),
+            result = self.socket.feed(message) => result.map_err(|e| End::Io(e.to_string())),
             _ = self.member.too_slow.cancelled() => Err(End::TooSlow),
         }
     }
@@ -510,7 +550,7 @@ impl Connection {
     async fn flush(&mut self) -> Result<(), End> {
         tokio::select! {
             biased;
-            result = self.sink.flush() => result.map_err(|e| End::Io(e.to_string())),
+            result = self.socket.flush() => result.map_err(|e| End::Io(e.to_string())),
             _ = self.member.too_slow.cancelled() => Err(End::TooSlow),
         }
     }
@@ -520,7 +560,7 @@ impl Connection {
             code,
             reason: reason.into(),
         }));
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(frame)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.socket.send(frame)).await;
         end
     }
 
@@ -534,7 +574,7 @@ impl Connection {
             code: close::TRY_AGAIN_LATER,
             reason: "too slow: send queue full".into(),
         }));
-        let _ = tokio::time::timeout(SLOW_CLOSE_TIMEOUT, self.sink.send(frame)).await;
+        let _ = tokio::time::timeout(SLOW_CLOSE_TIMEOUT, self.socket.send(frame)).await;
         End::TooSlow
     }
 }

@@ -217,9 +217,14 @@ async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_frame_size(frame_limit)
         .max_message_size(frame_limit)
-        .on_upgrade(move |socket| async move {
-            connection::run(socket, state, peer, name).await;
+        .on_upgrade(move |socket| {
+            // A task of its own rather than axum's upgrade task, which
+            // would keep the upgrade's state beside ours for the
+            // connection's whole life.
+            let connections = state.connections.clone();
+            connections.spawn(connection::run(socket, state, peer, name));
             drop(token);
+            std::future::ready(())
         })
 }
 
