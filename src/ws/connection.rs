@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -68,13 +67,17 @@ pub fn run(
         .take(16)
         .collect();
     let span = tracing::info_span!("conn", %user, %peer);
-    let (queue, rx) = mpsc::channel(state.limits.send_queue);
+    // flume grows its queue as items arrive; tokio's mpsc allocates a
+    // 32-slot block per channel up front, ~0.7 KB per idle connection.
+    let (queue, rx) = flume::bounded(state.limits.send_queue);
     let info = MemberInfo {
         user: &user,
         name: name.as_deref(),
         server: &state.server_id,
     };
-    let info = Bytes::from(serde_json::to_vec(&info).expect("member infos always serialise"));
+    // Copied to an exact-size buffer: kept for the connection's lifetime.
+    let info =
+        Bytes::copy_from_slice(&serde_json::to_vec(&info).expect("member infos always serialise"));
     let mut connection = Connection {
         member: Member {
             queue,
@@ -154,7 +157,7 @@ impl Connection {
     /// Waits for work and hands each wake-up to [`Self::handle`]. Only this
     /// wait is in the connection's future; handling is boxed, so its much
     /// larger state (writes, Redis round trips) exists only while it runs.
-    async fn serve(&mut self, mut rx: mpsc::Receiver<Outbound>) -> End {
+    async fn serve(&mut self, mut rx: flume::Receiver<Outbound>) -> End {
         let welcome = ServerFrame::Welcome {
             user: &self.user,
             server: &self.state.server_id,
@@ -178,7 +181,7 @@ impl Connection {
                 biased;
                 _ = &mut shutdown => Wake::Shutdown,
                 _ = &mut too_slow => Wake::TooSlow,
-                Some(item) = rx.recv() => Wake::Queued(item),
+                Ok(item) = rx.recv_async() => Wake::Queued(item),
                 frame = self.socket.next() => Wake::Frame(frame),
                 _ = &mut heartbeat => Wake::Heartbeat { unanswered: ping_sent },
             };
@@ -208,7 +211,7 @@ impl Connection {
         }
     }
 
-    async fn handle(&mut self, wake: Wake, rx: &mut mpsc::Receiver<Outbound>) -> Result<(), End> {
+    async fn handle(&mut self, wake: Wake, rx: &mut flume::Receiver<Outbound>) -> Result<(), End> {
         let frame = match wake {
             Wake::Shutdown => {
                 return Err(self
@@ -267,7 +270,7 @@ impl Connection {
     async fn forward(
         &mut self,
         first: Outbound,
-        rx: &mut mpsc::Receiver<Outbound>,
+        rx: &mut flume::Receiver<Outbound>,
     ) -> Result<(), End> {
         let mut next = Some(first);
         let mut written = 0;
@@ -564,11 +567,12 @@ impl Connection {
         end
     }
 
-    async fn close_slow(&mut self, rx: &mut mpsc::Receiver<Outbound>) -> End {
+    async fn close_slow(&mut self, rx: &mut flume::Receiver<Outbound>) -> End {
         self.state.metrics.slow_consumers.inc();
         tracing::info!("closing a client that does not keep up with its messages");
-        rx.close();
-        while rx.try_recv().is_ok() {}
+        // Frees the backlog now; the fan-out stops adding once it has left
+        // its rooms below, so what arrives meanwhile stays bounded.
+        rx.drain();
         self.leave_all().await;
         let frame = Message::Close(Some(CloseFrame {
             code: close::TRY_AGAIN_LATER,

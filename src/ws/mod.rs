@@ -30,10 +30,12 @@ use tokio_util::task::TaskTracker;
 
 /// Per-connection socket buffers. tungstenite's defaults (128 KiB read
 /// buffer allocated up front) would cost over a gigabyte for 10,000 idle
-/// sockets; chat frames are a few hundred bytes, and a larger frame just
-/// takes more reads. Measured: 4 KiB buffers cost ~10 KB per idle
-/// connection, 1 KiB ~7 KB (docs/BENCHMARKS.md).
-const READ_BUFFER_BYTES: usize = 1024;
+/// sockets. The read buffer only ever holds client frames, which are few
+/// (rate-limited; one frame in fans out to hundreds out) and mostly under
+/// 256 bytes; a longer one takes one `read` per 256 bytes. Measured per
+/// idle connection: 4 KiB buffers ~10 KB, 1 KiB ~5.3 KB, 256 bytes ~4.7 KB
+/// (docs/BENCHMARKS.md).
+const READ_BUFFER_BYTES: usize = 256;
 const WRITE_BUFFER_BYTES: usize = 1024;
 /// Unsent bytes allowed to pile up in a socket's write buffer before writes
 /// fail instead of buffering more.

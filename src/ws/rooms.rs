@@ -16,7 +16,6 @@ use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Broadcast topics of chat rooms, so other users of the broadcast (the
@@ -58,7 +57,7 @@ pub struct RoomEvent {
 /// How the fan-out reaches one connection.
 #[derive(Clone)]
 pub struct Member {
-    pub queue: mpsc::Sender<Outbound>,
+    pub queue: flume::Sender<Outbound>,
     /// Cancelled when the queue overflows.
     pub too_slow: CancellationToken,
 }
@@ -252,10 +251,10 @@ fn fan_out(name: &Arc<str>, room: &mut Room, kind: Kind, payload: &[u8]) -> u64 
 fn try_queue(member: &Member, item: Outbound) -> u64 {
     match member.queue.try_send(item) {
         Ok(()) => 1,
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(flume::TrySendError::Full(_)) => {
             member.too_slow.cancel();
             0
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => 0,
+        Err(flume::TrySendError::Disconnected(_)) => 0,
     }
 }
