@@ -9,8 +9,10 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use serde::Serialize;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tokio::net::TcpStream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,6 +82,51 @@ pub struct GrpcReport {
     pub bench_cpu_s: Option<f64>,
 }
 
+/// One HTTP/2 connection, called directly. tonic's `Channel` queues every
+/// call through a buffer and a worker task; on two shared cores what the
+/// load generator spends is taken from the server it measures.
+#[derive(Clone)]
+struct H2Connection(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl H2Connection {
+    async fn open(origin: &axum::http::Uri) -> anyhow::Result<Self> {
+        if origin.scheme_str() != Some("http") {
+            bail!("--addr must be http://host:port (the benchmark speaks plaintext HTTP/2)");
+        }
+        let host = origin.host().context("--addr has no host")?;
+        let port = origin.port_u16().unwrap_or(80);
+        let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+        tcp.set_nodelay(true)?;
+        let (send, connection) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await?;
+        tokio::spawn(connection);
+        Ok(Self(send))
+    }
+}
+
+type ResponseFuture = Pin<
+    Box<
+        dyn Future<Output = Result<axum::http::Response<hyper::body::Incoming>, hyper::Error>>
+            + Send,
+    >,
+>;
+
+impl tower_service::Service<axum::http::Request<tonic::body::Body>> for H2Connection {
+    type Response = axum::http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(request))
+    }
+}
+
 struct Worker {
     calls: u64,
     errors: u64,
@@ -92,17 +139,16 @@ pub async fn run(args: GrpcBenchArgs) -> anyhow::Result<()> {
         bail!("need at least one connection and one stream");
     }
     process::raise_fd_limit();
+    let origin: axum::http::Uri = args.addr.parse().context("invalid --addr")?;
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        let endpoint = Endpoint::from_shared(args.addr.clone()).context("invalid --addr")?;
         channels.push(
-            endpoint
-                .connect()
+            H2Connection::open(&origin)
                 .await
                 .with_context(|| format!("cannot connect to {}", args.addr))?,
         );
     }
-    seed(&channels[0], args.seed).await?;
+    seed(&channels[0], &origin, args.seed).await?;
 
     let workers_total = (args.connections * args.streams) as u64;
     let per_worker = args.count.map(|n| n.div_ceil(workers_total));
@@ -113,7 +159,7 @@ pub async fn run(args: GrpcBenchArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for (c, channel) in channels.iter().enumerate() {
         for s in 0..args.streams {
-            let client = UserServiceClient::new(channel.clone());
+            let client = UserServiceClient::with_origin(channel.clone(), origin.clone());
             let tag = c * args.streams + s;
             tasks.push(tokio::spawn(work(
                 client, args.rpc, deadline, per_worker, tag,
@@ -183,7 +229,11 @@ pub async fn run(args: GrpcBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed(channel: &Channel, users: usize) -> anyhow::Result<()> {
+async fn seed(
+    channel: &H2Connection,
+    origin: &axum::http::Uri,
+    users: usize,
+) -> anyhow::Result<()> {
     if users == 0 {
         return Ok(());
     }
@@ -191,7 +241,7 @@ async fn seed(channel: &Channel, users: usize) -> anyhow::Result<()> {
     let batch: Vec<_> = (0..users).collect();
     for chunk in batch.chunks(256) {
         let calls = chunk.iter().map(|i| {
-            let mut client = UserServiceClient::new(channel.clone());
+            let mut client = UserServiceClient::with_origin(channel.clone(), origin.clone());
             let request = CreateUserRequest {
                 name: format!("Seed {i}"),
                 email: format!("seed-{stamp}-{i}@example.com"),
@@ -207,7 +257,7 @@ async fn seed(channel: &Channel, users: usize) -> anyhow::Result<()> {
 }
 
 async fn work(
-    mut client: UserServiceClient<Channel>,
+    mut client: UserServiceClient<H2Connection>,
     rpc: Rpc,
     deadline: Instant,
     limit: Option<u64>,
