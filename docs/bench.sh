@@ -19,11 +19,13 @@ redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes >/de
 wait_port "$REDIS_PORT"
 
 # Three ws-server replicas on one Redis; the publishers' rate is the
-# scenario's, so the per-connection rate limit is lifted.
+# scenario's, so the per-connection rate limit is lifted. Three replicas
+# share two cores here, so each runs one runtime thread (tokio reads
+# TOKIO_WORKER_THREADS; by default it starts one per core).
 urls=()
 ws_pids=()
 for i in 1 2 3; do
-  "$B" ws-server --id "server-$i" --listen "127.0.0.1:310$i" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
+  TOKIO_WORKER_THREADS=1 "$B" ws-server --id "server-$i" --listen "127.0.0.1:310$i" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
     --rate-limit 100000 --rate-burst 100000 2>/dev/null &
   pids+=($!); ws_pids+=($!); urls+=("ws://127.0.0.1:310$i/ws")
   wait_port "310$i"
@@ -32,10 +34,10 @@ U=$(IFS=,; echo "${urls[*]}"); P=$(IFS=,; echo "${ws_pids[*]}")
 
 run fanout-1000x25 ws --url "$U" --pid "$P" --members 1000 --publishers 5 --rate 25 --duration 10s
 run fanout-100x250 ws --url "$U" --pid "$P" --members 100 --publishers 10 --rate 250 --duration 10s
-for rate in 100 200 300; do
+for rate in 100 200 250 300 350; do
   run "max-1000x$rate" ws --url "$U" --pid "$P" --members 1000 --publishers 10 --rate "$rate" --duration 10s
 done
-for members in 10 100 1000 10000; do
+for members in 10 100 1000 3000 10000; do
   run "curve-$members" ws --url "$U" --pid "$P" --members "$members" --publishers 5 --rate 20 --duration 5s
 done
 kill "${ws_pids[@]}"; wait "${ws_pids[@]}" 2>/dev/null || true
@@ -43,7 +45,9 @@ kill "${ws_pids[@]}"; wait "${ws_pids[@]}" 2>/dev/null || true
 # The yardstick: a trivial broadcast server with the same load generator.
 "$B" bench trivial-server --listen 127.0.0.1:3900 2>/dev/null & T=$!; pids+=($T)
 wait_port 3900
-for rate in 100 200 300; do
+run trivial-1000x25 ws --url ws://127.0.0.1:3900/ws --pid "$T" --members 1000 --publishers 5 --rate 25 --duration 10s
+run trivial-100x250 ws --url ws://127.0.0.1:3900/ws --pid "$T" --members 100 --publishers 10 --rate 250 --duration 10s
+for rate in 100 200 250 300 350; do
   run "trivial-1000x$rate" ws --url ws://127.0.0.1:3900/ws --pid "$T" --members 1000 --publishers 10 --rate "$rate" --duration 10s
 done
 kill "$T"
@@ -57,15 +61,30 @@ for n in 1000 5000 10000 19000; do
 done
 
 # gRPC on Redis: unary GetUser, then ListUsers over 100,000 users.
-"$B" grpc-server --listen 127.0.0.1:50600 --redis-url "redis://127.0.0.1:$REDIS_PORT" 2>/dev/null & G=$!; pids+=($G)
-wait_port 50600
-run grpc-get-16x32 grpc --addr http://127.0.0.1:50600 --pid "$G" --connections 16 --streams 32 --duration 10s
-run grpc-get-1x1 grpc --addr http://127.0.0.1:50600 --pid "$G" --connections 1 --streams 1 --duration 5s
-run grpc-list-100k grpc --addr http://127.0.0.1:50600 --pid "$G" --rpc list --seed 99998 --connections 1 --streams 1 --count 3
-run grpc-list-100k-again grpc --addr http://127.0.0.1:50600 --pid "$G" --rpc list --connections 1 --streams 1 --count 3
+"$B" grpc-server --listen 127.0.0.1:31600 --redis-url "redis://127.0.0.1:$REDIS_PORT" 2>/dev/null & G=$!; pids+=($G)
+wait_port 31600
+run grpc-get-16x32 grpc --addr http://127.0.0.1:31600 --pid "$G" --connections 16 --streams 32 --duration 10s
+run grpc-get-1x1 grpc --addr http://127.0.0.1:31600 --pid "$G" --connections 1 --streams 1 --duration 5s
+run grpc-list-100k grpc --addr http://127.0.0.1:31600 --pid "$G" --rpc list --seed 99998 --connections 1 --streams 1 --count 3
+run grpc-list-100k-again grpc --addr http://127.0.0.1:31600 --pid "$G" --rpc list --connections 1 --streams 1 --count 3
 kill "$G"
 
 # The same GetUser load on the in-memory store.
-"$B" grpc-server --listen 127.0.0.1:50601 2>/dev/null & M=$!; pids+=($M)
-wait_port 50601
-run grpc-memory-get-16x32 grpc --addr http://127.0.0.1:50601 --pid "$M" --connections 16 --streams 32 --duration 10s
+"$B" grpc-server --listen 127.0.0.1:31601 2>/dev/null & M=$!; pids+=($M)
+wait_port 31601
+run grpc-memory-get-16x32 grpc --addr http://127.0.0.1:31601 --pid "$M" --connections 16 --streams 32 --duration 10s
+run grpc-memory-get-1x1 grpc --addr http://127.0.0.1:31601 --pid "$M" --connections 1 --streams 1 --duration 5s
+kill "$M"
+
+# The replicas again with tokio's default of one runtime thread per core,
+# to show what the thread setting above changes.
+ws_pids=()
+for i in 1 2 3; do
+  "$B" ws-server --id "server-$i" --listen "127.0.0.1:312$i" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
+    --rate-limit 100000 --rate-burst 100000 2>/dev/null &
+  pids+=($!); ws_pids+=($!)
+  wait_port "312$i"
+done
+U=ws://127.0.0.1:3121/ws,ws://127.0.0.1:3122/ws,ws://127.0.0.1:3123/ws; P=$(IFS=,; echo "${ws_pids[*]}")
+run default-threads-1000x25 ws --url "$U" --pid "$P" --members 1000 --publishers 5 --rate 25 --duration 10s
+run default-threads-1000x250 ws --url "$U" --pid "$P" --members 1000 --publishers 10 --rate 250 --duration 10s
