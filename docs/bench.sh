@@ -1,36 +1,15 @@
 #!/usr/bin/env bash
 # Reruns every measurement of docs/BENCHMARKS.md on this machine: release
 # build, a private Redis, servers and load generator on loopback. Prints one
-# JSON report per line, prefixed by the scenario name. Takes ~5 minutes.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --locked -q
-B=target/release/rtchat
-export RUST_LOG=warn
+# JSON report per line, prefixed by the scenario name. Takes ~9 minutes.
 REDIS_PORT=${REDIS_PORT:-6399}
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+source "$(dirname "$0")/bench-common.sh"
 run() { local name=$1; shift; printf '%s ' "$name"; "$B" bench "$@" --json 2>/dev/null; }
 
-redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes >/dev/null
-wait_port "$REDIS_PORT"
-
-# Three ws-server replicas on one Redis; the publishers' rate is the
-# scenario's, so the per-connection rate limit is lifted. Three replicas
-# share two cores here, so each runs one runtime thread (tokio reads
-# TOKIO_WORKER_THREADS; by default it starts one per core).
-urls=()
-ws_pids=()
-for i in 1 2 3; do
-  TOKIO_WORKER_THREADS=1 "$B" ws-server --id "server-$i" --listen "127.0.0.1:310$i" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
-    --rate-limit 100000 --rate-burst 100000 2>/dev/null &
-  pids+=($!); ws_pids+=($!); urls+=("ws://127.0.0.1:310$i/ws")
-  wait_port "310$i"
-done
-U=$(IFS=,; echo "${urls[*]}"); P=$(IFS=,; echo "${ws_pids[*]}")
+# Three ws-server replicas on one Redis. They share two cores here, so
+# each runs one runtime thread (tokio reads TOKIO_WORKER_THREADS; by
+# default it starts one per core).
+start_replicas 310 TOKIO_WORKER_THREADS=1
 
 run fanout-1000x25 ws --url "$U" --pid "$P" --members 1000 --publishers 5 --rate 25 --duration 10s
 run fanout-100x250 ws --url "$U" --pid "$P" --members 100 --publishers 10 --rate 250 --duration 10s
@@ -40,7 +19,7 @@ done
 for members in 10 100 1000 3000 10000; do
   run "curve-$members" ws --url "$U" --pid "$P" --members "$members" --publishers 5 --rate 20 --duration 5s
 done
-kill "${ws_pids[@]}"; wait "${ws_pids[@]}" 2>/dev/null || true
+kill ${P//,/ }; wait ${P//,/ } 2>/dev/null || true
 
 # The yardstick: a trivial broadcast server with the same load generator.
 "$B" bench trivial-server --listen 127.0.0.1:3900 2>/dev/null & T=$!; pids+=($T)
@@ -78,13 +57,6 @@ kill "$M"
 
 # The replicas again with tokio's default of one runtime thread per core,
 # to show what the thread setting above changes.
-ws_pids=()
-for i in 1 2 3; do
-  "$B" ws-server --id "server-$i" --listen "127.0.0.1:312$i" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
-    --rate-limit 100000 --rate-burst 100000 2>/dev/null &
-  pids+=($!); ws_pids+=($!)
-  wait_port "312$i"
-done
-U=ws://127.0.0.1:3121/ws,ws://127.0.0.1:3122/ws,ws://127.0.0.1:3123/ws; P=$(IFS=,; echo "${ws_pids[*]}")
+start_replicas 312
 run default-threads-1000x25 ws --url "$U" --pid "$P" --members 1000 --publishers 5 --rate 25 --duration 10s
 run default-threads-1000x250 ws --url "$U" --pid "$P" --members 1000 --publishers 10 --rate 250 --duration 10s
