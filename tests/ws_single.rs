@@ -65,6 +65,28 @@ async fn protocol_round_trip(with_redis: bool) {
         Vec::<String>::new(),
         "nothing from a left room"
     );
+
+    // Back in the left room and still in the other one: each message comes
+    // once, under its own room, from the rejoin on.
+    alice.join("general").await;
+    bob.say("general", "back").await;
+    bob.say("other", "elsewhere").await;
+    bob.say("general", "again").await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let frame = alice.recv_type("message").await;
+        got.push(format!("{} {}", frame["room"], frame["message"]));
+    }
+    assert_eq!(
+        got,
+        [
+            r#""general" "back""#,
+            r#""other" "elsewhere""#,
+            r#""general" "again""#
+        ]
+    );
+    bob.say("other", "end").await;
+    assert_eq!(alice.texts_until("end").await, Vec::<String>::new());
 }
 
 async fn rooms_are_isolated(with_redis: bool) {
