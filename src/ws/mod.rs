@@ -125,7 +125,7 @@ pub async fn run(
     tracing::info!(%addr, id = %args.id, mode, "ws-server listening");
 
     axum::serve(
-        listener,
+        crate::process::without_nagle(listener),
         app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
