@@ -685,6 +685,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn speaks_the_original_socket_io_events() {
+        let p = Protocol::SocketIo;
+        assert_eq!(p.join("bench"), r#"42["join_room","bench"]"#);
+        let sent = p.message("bench", "b7 1700000000000000");
+        assert!(sent.starts_with(r#"42["message",{"#), "{sent}");
+        // What the original broadcasts back carries the text unchanged.
+        let echo = r#"42["message",{"user":"x","message":"b7 1700000000000000","server":"s","timestamp":"t"}]"#;
+        assert_eq!(parse_bench_text(echo), Some((7, 1_700_000_000_000_000)));
+        assert_eq!(p.reply("2"), Some("3"));
+        assert_eq!(Protocol::Rtchat.reply("2"), None);
+    }
+
+    #[test]
     fn parses_bench_payload_from_frame() {
         let frame = r#"{"type":"message","id":"1","room":"bench","user":"u","message":"b42 1700000000000000 xxxx","server":"s"}"#;
         assert_eq!(parse_bench_text(frame), Some((42, 1_700_000_000_000_000)));
