@@ -22,10 +22,10 @@ pub fn builder(url: &str, timeout: Duration) -> anyhow::Result<Builder> {
             conn.connection_timeout = timeout;
             conn.internal_command_timeout = timeout;
             conn.max_command_attempts = 1;
-            // Commands are small and pipelined from many tasks: with Nagle's
-            // algorithm a command written while the previous one is still
-            // unacknowledged waits for the ACK, ~15-40 ms at a few hundred
-            // publishes per second (docs/BENCHMARKS.md).
+            // Commands are small and pipelined from many tasks; with Nagle's
+            // algorithm one written while the previous is unacknowledged
+            // may wait for that ACK, the delay measured on the WebSocket
+            // side (docs/BENCHMARKS.md).
             conn.tcp.nodelay = Some(true);
         })
         // 100 ms doubling to 2 s, forever: a replica outlives Redis.
