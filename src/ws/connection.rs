@@ -399,9 +399,10 @@ impl Connection {
             return Ok(Err(Reject::new(ErrorCode::InvalidRoom, why).with_room(room)));
         }
         let topic = topic(room);
-        let is_new = self.rooms.name(room).is_none();
-        let name = match self.rooms.name(room) {
-            Some(name) => name.clone(),
+        let existing = self.rooms.name(room).cloned();
+        let is_new = existing.is_none();
+        let name = match existing {
+            Some(name) => name,
             None => {
                 let max = self.state.limits.max_rooms;
                 if self.rooms.len() >= max {
