@@ -87,6 +87,10 @@ pub async fn run(
     let mode = args.redis.mode();
     tracing::info!(%addr, id = %args.id, mode, "grpc-server listening");
 
+    // Nagle off, as tonic does for the addresses it binds itself: a
+    // response written while the previous one is unacknowledged would
+    // otherwise wait for that ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let stopping = shutdown.clone();
     let server = tonic::transport::Server::builder()
         .timeout(args.request_timeout)
@@ -108,7 +112,7 @@ pub async fn run(
         .add_service(health)
         .add_service(reflection)
         .add_service(users)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             stopping.cancelled().await;
             set_health(&reporter, ServingStatus::NotServing).await;
         });
