@@ -181,8 +181,17 @@ fn every_service_is_there_and_consistent() {
         "service_healthy"
     );
     let envoy = s("envoy");
-    assert_eq!(strings(&envoy["ports"]), ["9000:9000", "9901:9901"]);
-    assert!(envoy_conf.contains("port_value: 9000") && envoy_conf.contains("port_value: 9901"));
+    assert_eq!(
+        strings(&envoy["ports"]),
+        ["9000:9000"],
+        "Envoy's admin interface is never published"
+    );
+    assert!(envoy_conf.contains("port_value: 9000"));
+    // The admin interface can quit Envoy: the container's loopback only.
+    assert!(
+        envoy_conf.contains("socket_address: { address: 127.0.0.1, port_value: 9901 }"),
+        "Envoy admin must bind the container's loopback"
+    );
     assert!(
         strings(&envoy["volumes"])
             .contains(&"./envoy/envoy.yaml:/etc/envoy/envoy.yaml:ro".to_owned())
