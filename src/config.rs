@@ -53,6 +53,16 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
+    /// `None`: standalone.
+    pub fn settings(&self) -> Option<crate::redis::RedisSettings> {
+        self.redis_url
+            .as_ref()
+            .map(|url| crate::redis::RedisSettings {
+                url: url.clone(),
+                timeout: self.redis_timeout,
+            })
+    }
+
     /// How the server shares state, for the start-up log line.
     pub fn mode(&self) -> &'static str {
         if self.redis_url.is_some() {
@@ -79,7 +89,7 @@ pub struct WsServerArgs {
     pub redis: RedisArgs,
 
     #[command(flatten)]
-    pub limits: crate::ws::limits::Limits,
+    pub limits: LimitArgs,
 
     /// Messages kept per room for `since` recovery.
     #[arg(long, env = "HISTORY_SIZE", default_value_t = 1000)]
@@ -92,6 +102,83 @@ pub struct WsServerArgs {
     /// How long shutdown waits for clients to be closed before exiting anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+/// Every bound a chat client can run into, with its default.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Longest room name, in characters of [A-Za-z0-9_.:-].
+    #[arg(long, env = "MAX_ROOM_LEN", default_value_t = 128)]
+    pub max_room_len: usize,
+
+    /// Largest message text, in bytes.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4096)]
+    pub max_message_bytes: usize,
+
+    /// Largest incoming WebSocket frame, in bytes; a larger frame is refused
+    /// from its header, before its payload is read, and closes the socket.
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 16 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Frames per second a connection may send, sustained.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 50.0)]
+    pub rate_limit: f64,
+
+    /// Frames a connection may send in a burst above the sustained rate.
+    #[arg(long, env = "RATE_BURST", default_value_t = 100.0)]
+    pub rate_burst: f64,
+
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "MAX_ROOMS", default_value_t = 64)]
+    pub max_rooms: usize,
+
+    /// Frames queued for a client before it is considered too slow and
+    /// closed (code 1013), so memory never grows with a stalled reader.
+    #[arg(long, env = "SEND_QUEUE", default_value_t = 1024)]
+    pub send_queue: usize,
+
+    /// Open WebSocket connections per replica; more get HTTP 503.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// How often idle clients are pinged. Keep it well below the proxy's
+    /// read timeout (nginx: 60 s by default).
+    #[arg(long, env = "PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// How long a client may stay silent after a ping before it is closed.
+    #[arg(long, env = "PING_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ping_timeout: Duration,
+}
+
+impl WsServerArgs {
+    /// The plain settings the server runs on.
+    pub fn settings(&self) -> crate::ws::Settings {
+        let limits = &self.limits;
+        crate::ws::Settings {
+            hub: crate::hub::HubSettings {
+                server_id: self.id.clone(),
+                max_rooms: limits.max_rooms,
+                max_message_bytes: limits.max_message_bytes,
+                send_queue: limits.send_queue,
+                history: crate::broadcast::HistoryPolicy {
+                    max_len: self.history_size,
+                    max_age: self.history_ttl,
+                },
+            },
+            limits: crate::ws::limits::Limits {
+                max_room_len: limits.max_room_len,
+                max_frame_bytes: limits.max_frame_bytes,
+                rate_limit: limits.rate_limit,
+                rate_burst: limits.rate_burst,
+                max_connections: limits.max_connections,
+                ping_interval: limits.ping_interval,
+                ping_timeout: limits.ping_timeout,
+            },
+            redis: self.redis.settings(),
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,7 +5,8 @@
 //! - [`broadcast`]: the ordered publish/subscribe log both servers share,
 //!   in-process or through Redis.
 //! - [`redis`]: Redis connection settings both servers share.
-//! - [`ws`]: the WebSocket chat server and its page.
+//! - [`hub`]: a replica's rooms, behind every protocol door.
+//! - [`ws`]: the WebSocket chat server, its native door and its page.
 //! - [`grpc`]: the UserService server, its stores and the command-line client.
 //! - [`probe`]: the container health check.
 //! - [`bench`]: load generators behind `rtchat bench`.
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod broadcast;
 pub mod config;
 pub mod grpc;
+pub mod hub;
 pub mod logging;
 pub mod probe;
 pub mod process;

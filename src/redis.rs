@@ -9,9 +9,19 @@ use std::time::Duration;
 /// server starts anyway (not ready) and keeps retrying.
 pub const STARTUP_WAIT: Duration = Duration::from_secs(3);
 
-pub fn builder(url: &str, timeout: Duration) -> anyhow::Result<Builder> {
+/// Where the shared Redis is and how long a command may take.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// A command taking longer fails (the caller gets "unavailable")
+    /// instead of waiting for Redis to come back.
+    pub timeout: Duration,
+}
+
+pub fn builder(redis: &RedisSettings) -> anyhow::Result<Builder> {
+    let timeout = redis.timeout;
     let mut config =
-        Config::from_url(url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
+        Config::from_url(&redis.url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
     // Keep retrying when Redis is not up yet at start-up, as after any later
     // disconnect: containers start in any order.
     config.fail_fast = false;

@@ -198,18 +198,7 @@ async fn messages_published_while_a_replica_was_cut_off_are_delivered_once_in_or
 
     // Cut every subscriber connection: Redis keeps its data, but pub/sub
     // messages sent until replica A resubscribes never reach it live.
-    let killed = std::process::Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "CLIENT",
-            "KILL",
-            "TYPE",
-            "pubsub",
-        ])
-        .output()
-        .unwrap();
-    assert!(killed.status.success());
+    redis.kill_subscribers();
     let mut sent = Vec::new();
     for n in 0..30 {
         sent.push(format!("during {n}"));

@@ -230,3 +230,60 @@ async fn a_replica_started_before_redis_waits_for_it() {
     c.join("r").await;
     c.say("r", "works").await;
 }
+
+/// Gap: a member of a room without messages got no position in `joined`,
+/// so after a drop it could not resume (`since: "0"` was answered
+/// "not recovered" with nothing replayed). Now every join hands one out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_an_empty_room_resumes_on_another_replica() {
+    let mut cluster = Cluster::start(3);
+    let mut member = Client::connect(&cluster.url(0)).await;
+    let joined = member.join("quiet").await;
+    let position = joined["last_id"].as_str().expect("a position").to_owned();
+    drop(member);
+
+    let mut sender = Client::connect(&cluster.url(1)).await;
+    let sent = ["one", "two", "three"];
+    for text in sent {
+        sender.say("quiet", text).await;
+    }
+    let mut back = Client::connect(&cluster.url(2)).await;
+    let resumed = back.join_since("quiet", &position).await;
+    assert_eq!(resumed["recovered"], true, "nothing was lost: {resumed}");
+    sender.say("quiet", "end").await;
+    assert_eq!(
+        back.texts_until("end").await,
+        sent,
+        "replayed once, in order"
+    );
+
+    // Redis restarted empty: whatever a position pointed into is gone, and
+    // the resume says so instead of pretending; the new join's position
+    // then resumes truthfully again.
+    let mut member = Client::connect(&cluster.url(0)).await;
+    let before = member.join("fresh").await["last_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(member);
+    cluster.redis.restart();
+    for i in 0..3 {
+        let ready = cluster.replicas[i].http_url("/readyz");
+        wait_for("/readyz after the restart", DEADLINE, async || {
+            (http_get(&ready).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    let mut again = Client::connect(&cluster.url(1)).await;
+    let lost = again.join_since("fresh", &before).await;
+    assert_eq!(lost["recovered"], false, "{lost}");
+    let position = lost["last_id"].as_str().expect("a new position").to_owned();
+    again.leave("fresh").await;
+    let mut sender = Client::connect(&cluster.url(2)).await;
+    sender.say("fresh", "after").await;
+    let mut last = Client::connect(&cluster.url(0)).await;
+    let resumed = last.join_since("fresh", &position).await;
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    sender.say("fresh", "end").await;
+    assert_eq!(last.texts_until("end").await, ["after"]);
+}

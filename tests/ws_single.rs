@@ -21,9 +21,15 @@ async fn protocol_round_trip(with_redis: bool) {
     assert_eq!(alice.server, "server-1");
     assert_ne!(alice.user, bob.user, "connection ids are unique");
 
+    // Even a room without messages hands out a position to resume from.
+    let joined = alice.join("general").await;
     assert_eq!(
-        alice.join("general").await,
-        json!({"type": "joined", "room": "general"})
+        (&joined["type"], &joined["room"]),
+        (&json!("joined"), &json!("general"))
+    );
+    assert!(
+        joined["last_id"].as_str().unwrap().parse::<u64>().is_ok(),
+        "{joined}"
     );
     bob.join("general").await;
 
@@ -421,7 +427,71 @@ async fn sigterm_closes_clients_with_1001(with_redis: bool) {
     assert!(server.wait_exit().await.success());
 }
 
+/// Gap: the connection limit was a check of a counter, then an act, so a
+/// burst of upgrades could overshoot it. It is a permit held by each
+/// connection now. Every request of a burst is written at once on a
+/// connection opened beforehand; exactly the limit get 101, the rest 503.
+async fn connection_limit_holds_under_a_burst(with_redis: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LIMIT: usize = 8;
+    const BURST: usize = 64;
+    let (_redis, server) = replica(with_redis, &["--max-connections", &LIMIT.to_string()]);
+    let addr = server.ws_url()["ws://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    for round in 0..5 {
+        let mut sockets = Vec::new();
+        for _ in 0..BURST {
+            sockets.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        }
+        let go = std::sync::Arc::new(tokio::sync::Barrier::new(BURST));
+        let attempts = sockets.into_iter().map(|mut socket| {
+            let (go, addr) = (go.clone(), addr.clone());
+            tokio::spawn(async move {
+                let request = format!(
+                    "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                );
+                go.wait().await;
+                socket.write_all(request.as_bytes()).await.unwrap();
+                let mut head = [0u8; 12];
+                tokio::time::timeout(DEADLINE, socket.read_exact(&mut head))
+                    .await
+                    .expect("an answer in time")
+                    .unwrap();
+                let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+                (status, socket)
+            })
+        });
+        let answers = futures_util::future::join_all(attempts).await;
+        let upgraded = answers
+            .iter()
+            .filter(|a| a.as_ref().unwrap().0 == "101")
+            .count();
+        let refused = answers
+            .iter()
+            .filter(|a| a.as_ref().unwrap().0 == "503")
+            .count();
+        assert_eq!(
+            (upgraded, refused),
+            (LIMIT, BURST - LIMIT),
+            "round {round}: the limit is exact"
+        );
+        drop(answers);
+        // The permits come back as the sockets close.
+        wait_for("connections to close", DEADLINE, async || {
+            let (_, metrics) = http_get(&server.http_url("/metrics")).await;
+            metrics.contains("rtchat_connections 0").then_some(())
+        })
+        .await;
+    }
+}
+
 in_both_modes!(
+    connection_limit_holds_under_a_burst,
     protocol_round_trip,
     rooms_are_isolated,
     since_replays_then_goes_live,

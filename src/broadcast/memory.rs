@@ -3,7 +3,8 @@
 
 use super::presence::PresenceMap;
 use super::{
-    Broadcast, BroadcastError, Deliver, Envelope, From, HistoryPolicy, Kind, Replay, now_micros,
+    Broadcast, BroadcastError, Deliver, Envelope, From, HistoryPolicy, Kind, Presence, Replay,
+    now_micros,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,6 +55,17 @@ impl MemoryBroadcast {
 }
 
 impl Log {
+    /// An empty log at `now`: its first id will be above it.
+    fn new(name: Arc<str>, now: u64) -> Self {
+        Self {
+            name,
+            start: now,
+            last: now,
+            max_trimmed: 0,
+            entries: VecDeque::new(),
+        }
+    }
+
     fn trim(&mut self, max_len: usize, oldest_kept: u64) {
         while let Some(&(id, _)) = self.entries.front() {
             if self.entries.len() > max_len || id < oldest_kept {
@@ -75,18 +87,7 @@ impl Broadcast for MemoryBroadcast {
         if topics.len() > SWEEP_ABOVE_TOPICS {
             topics.retain(|_, log| log.last >= oldest_kept);
         }
-        if !topics.contains_key(topic) {
-            let name: Arc<str> = Arc::from(topic);
-            let log = Log {
-                name: name.clone(),
-                start: now,
-                last: 0,
-                max_trimmed: 0,
-                entries: VecDeque::new(),
-            };
-            topics.insert(name, log);
-        }
-        let log = topics.get_mut(topic).expect("inserted above");
+        let log = log_of(&mut topics, topic, now);
         let id = now.max(log.last + 1);
         log.last = id;
         log.entries.push_back((id, payload.clone()));
@@ -106,16 +107,21 @@ impl Broadcast for MemoryBroadcast {
     async fn unsubscribe(&self, _topic: &str) {}
 
     async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError> {
-        let oldest_kept = now_micros().saturating_sub(self.max_age_micros());
+        let now = now_micros();
+        let oldest_kept = now.saturating_sub(self.max_age_micros());
         let mut topics = self.topics.lock().expect("broadcast log lock poisoned");
-        let Some(log) = topics.get_mut(topic) else {
+        if !topics.contains_key(topic) {
+            log_of(&mut topics, topic, now);
+            // Whatever `since` points into is gone (or never was here).
             return Ok(Replay {
                 recovered: !matches!(from, From::Since(_)),
-                ..Replay::default()
+                position: now,
+                messages: Vec::new(),
             });
-        };
+        }
+        let log = topics.get_mut(topic).expect("checked above");
         log.trim(self.policy.max_len, oldest_kept);
-        let last_id = Some(log.last);
+        let position = log.last;
         let messages = match from {
             From::Position => Vec::new(),
             From::Last(n) => log
@@ -128,7 +134,7 @@ impl Broadcast for MemoryBroadcast {
                 if since < log.start || since > log.last || since < log.max_trimmed {
                     return Ok(Replay {
                         recovered: false,
-                        last_id,
+                        position,
                         messages: Vec::new(),
                     });
                 }
@@ -141,11 +147,31 @@ impl Broadcast for MemoryBroadcast {
         };
         Ok(Replay {
             recovered: true,
-            last_id,
+            position,
             messages,
         })
     }
 
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    fn resumed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.resumed.subscribe()
+    }
+}
+
+/// The topic's log, created empty at `now` when missing.
+fn log_of<'a>(topics: &'a mut HashMap<Arc<str>, Log>, topic: &str, now: u64) -> &'a mut Log {
+    if !topics.contains_key(topic) {
+        let name: Arc<str> = Arc::from(topic);
+        topics.insert(name.clone(), Log::new(name, now));
+    }
+    topics.get_mut(topic).expect("inserted above")
+}
+
+#[async_trait]
+impl Presence for MemoryBroadcast {
     async fn presence_add(
         &self,
         topic: &str,
@@ -175,14 +201,6 @@ impl Broadcast for MemoryBroadcast {
 
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {
         Ok(self.presence.infos(topic))
-    }
-
-    fn is_ready(&self) -> bool {
-        true
-    }
-
-    fn resumed(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.resumed.subscribe()
     }
 }
 
@@ -218,7 +236,7 @@ mod tests {
         let r = b.replay("t", From::Since(ids[1])).await.unwrap();
         assert!(r.recovered);
         assert_eq!(r.messages.iter().map(|m| m.0).collect::<Vec<_>>(), ids[2..]);
-        assert_eq!(r.last_id, Some(ids[4]));
+        assert_eq!(r.position, ids[4]);
     }
 
     #[tokio::test]
@@ -249,6 +267,45 @@ mod tests {
                 .unwrap()
                 .recovered
         );
+    }
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Gap found by a churn run: a member of an empty room had nothing to
+    /// resume from, and `since: "0"` was answered "not recovered".
+    #[tokio::test]
+    async fn an_empty_topic_has_a_position_to_resume_from() {
+        let b = MemoryBroadcast::new(
+            HistoryPolicy {
+                max_len: 10,
+                max_age: Duration::from_secs(60),
+            },
+            Arc::new(|_| {}),
+        );
+        let joined = b.replay("t", From::Position).await.unwrap();
+        assert!(joined.recovered);
+        assert!(joined.position > 0, "an empty topic still has a position");
+        let first = b.publish("t", Bytes::from("a")).await.unwrap();
+        let second = b.publish("t", Bytes::from("b")).await.unwrap();
+        assert!(first > joined.position);
+        let resumed = b.replay("t", From::Since(joined.position)).await.unwrap();
+        assert!(resumed.recovered, "nothing was lost since the join");
+        assert_eq!(
+            resumed.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+            [first, second]
+        );
+        assert_eq!(resumed.position, second);
+
+        // A `since` into a topic this backend never had is not recovered,
+        // and still hands out a position for the next resume.
+        let lost = b.replay("u", From::Since(joined.position)).await.unwrap();
+        assert!(!lost.recovered);
+        let again = b.replay("u", From::Since(lost.position)).await.unwrap();
+        assert!(again.recovered && again.messages.is_empty());
     }
 }
 

@@ -14,6 +14,15 @@
 //! start is known to come from an earlier history and is never replayed
 //! against the new one.
 //!
+//! Every log has a position from the first time anyone looks at it: a
+//! replay of a topic that holds nothing yet creates the log, empty, at the
+//! current id, so a subscriber that joined an empty topic can resume from
+//! there and be told truthfully whether it missed anything.
+//!
+//! Presence (who is in a topic, across replicas) is a second interface,
+//! [`Presence`], so a user of the log alone (the user service) carries none
+//! of its heartbeats.
+//!
 //! Implementations must never block the caller on a subscriber: deliveries
 //! go to a synchronous [`Deliver`] callback that only queues.
 
@@ -21,7 +30,7 @@ pub mod memory;
 pub mod presence;
 pub mod redis;
 
-use crate::config::RedisArgs;
+use crate::redis::RedisSettings;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -68,8 +77,10 @@ pub struct Replay {
     /// True when every payload after `since` is in `messages`; false when some
     /// were trimmed, or `since` belongs to a history that no longer exists.
     pub recovered: bool,
-    /// Id of the newest payload in the log, if the log has any.
-    pub last_id: Option<u64>,
+    /// Where the log stands: the id of its newest payload, or the point it
+    /// was created at while it holds none. A `since` of this value replays
+    /// everything published after the read.
+    pub position: u64,
     /// Payloads asked for, oldest first; empty when not recovered.
     pub messages: Vec<(u64, Bytes)>,
 }
@@ -107,9 +118,23 @@ pub trait Broadcast: Send + Sync + 'static {
     /// Undoes one [`Broadcast::subscribe`].
     async fn unsubscribe(&self, topic: &str);
 
-    /// Reads the log from where `from` says.
+    /// Reads the log from where `from` says, creating it (empty, at the
+    /// current id) if it does not exist yet.
     async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError>;
 
+    /// True while publishes and subscriptions can succeed.
+    fn is_ready(&self) -> bool;
+
+    /// A counter that moves each time deliveries resumed after an outage, so
+    /// a subscriber can read back what was published meanwhile.
+    fn resumed(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// Who is in a topic, on every replica. Changes are delivered to the
+/// topic's subscribers as [`Kind::Joined`] / [`Kind::Left`] envelopes
+/// through the same [`Deliver`] callback as the log.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
     /// Puts `member` in the topic's presence with `info`; if it was not
     /// there, every subscriber gets a [`Kind::Joined`] with the info.
     async fn presence_add(
@@ -127,31 +152,37 @@ pub trait Broadcast: Send + Sync + 'static {
     /// replicas that died without saying goodbye are dropped (and announced
     /// as left) once the replica's heartbeat expires.
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError>;
-
-    /// True while publishes and subscriptions can succeed.
-    fn is_ready(&self) -> bool;
-
-    /// A counter that moves each time deliveries resumed after an outage, so
-    /// a subscriber can read back what was published meanwhile.
-    fn resumed(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
-/// Builds the broadcast the configuration asks for: Redis when a URL is
-/// given, in-process otherwise.
+/// The log alone, for a server that needs no presence: Redis when
+/// settings are given, in-process otherwise.
 pub async fn connect(
-    redis: &RedisArgs,
+    redis: Option<&RedisSettings>,
     policy: HistoryPolicy,
     deliver: Deliver,
 ) -> anyhow::Result<Arc<dyn Broadcast>> {
-    Ok(match &redis.redis_url {
-        Some(url) => {
-            let broadcast = Arc::new(
-                redis::RedisBroadcast::connect(url, redis.redis_timeout, policy, deliver).await?,
-            );
-            broadcast.spawn_presence_keeper();
-            broadcast
-        }
+    Ok(match redis {
+        Some(redis) => Arc::new(redis::RedisBroadcast::connect(redis, policy, deliver).await?),
         None => Arc::new(memory::MemoryBroadcast::new(policy, deliver)),
+    })
+}
+
+/// The log and presence over the same backend.
+pub async fn connect_with_presence(
+    redis: Option<&RedisSettings>,
+    policy: HistoryPolicy,
+    deliver: Deliver,
+) -> anyhow::Result<(Arc<dyn Broadcast>, Arc<dyn Presence>)> {
+    Ok(match redis {
+        Some(redis) => {
+            let log = Arc::new(redis::RedisBroadcast::connect(redis, policy, deliver).await?);
+            let presence = redis::RedisPresence::start(&log);
+            (log, presence)
+        }
+        None => {
+            let both = Arc::new(memory::MemoryBroadcast::new(policy, deliver));
+            (both.clone(), both)
+        }
     })
 }
 

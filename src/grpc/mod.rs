@@ -11,6 +11,7 @@ pub mod client;
 pub mod pb;
 pub mod service;
 pub mod store;
+pub mod updates;
 pub mod validate;
 
 use crate::broadcast::{self, Broadcast, HistoryPolicy};
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use updates::UpdateFeed;
 
 /// How often store reachability is reflected in the health service.
 const HEALTH_POLL: Duration = Duration::from_millis(250);
@@ -33,8 +35,8 @@ const HEALTH_POLL: Duration = Duration::from_millis(250);
 /// The service name health checks ask about.
 pub const SERVICE_NAME: &str = "userservice.UserService";
 
-/// Updates kept in the broadcast log; nothing replays them today, so a
-/// short log is enough.
+/// Updates kept in the broadcast log: what a replica reads back after an
+/// outage. Longer outages end the update streams instead.
 const UPDATE_HISTORY: HistoryPolicy = HistoryPolicy {
     max_len: 100,
     max_age: Duration::from_secs(3600),
@@ -51,22 +53,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = auth::load_token(args.auth_token.clone(), args.auth_token_file.clone())?;
-    let store: Arc<dyn UserStore> = match &args.redis.redis_url {
-        Some(url) => {
-            Arc::new(store::redis::RedisStore::connect(url, args.redis.redis_timeout).await?)
-        }
+    let redis = args.redis.settings();
+    let store: Arc<dyn UserStore> = match &redis {
+        Some(redis) => Arc::new(store::redis::RedisStore::connect(redis).await?),
         None => Arc::new(store::memory::MemoryStore::default()),
     };
-    let (updates, _) = tokio::sync::broadcast::channel(service::UPDATE_BUFFER);
-    let broker = broadcast::connect(
-        &args.redis,
-        UPDATE_HISTORY,
-        UserService::fan_in(updates.clone()),
-    )
-    .await?;
-    // Subscribed for the process's lifetime: one subscription serves every
-    // local stream. Retried in the background if Redis is not up yet.
-    spawn_subscribe(broker.clone(), shutdown.clone());
+    let updates = UpdateFeed::new();
+    let broker = broadcast::connect(redis.as_ref(), UPDATE_HISTORY, updates.deliverer()).await?;
+    // One subscription serves every local stream.
+    updates.spawn(broker.clone(), shutdown.clone());
 
     let (reporter, health) = tonic_health::server::health_reporter();
     spawn_health(
@@ -126,20 +121,6 @@ pub async fn run(
     }
     tracing::info!("grpc-server stopped");
     Ok(())
-}
-
-fn spawn_subscribe(broker: Arc<dyn Broadcast>, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut delay = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
-            match broker.subscribe(service::UPDATES_TOPIC).await {
-                Ok(()) => return,
-                Err(err) => tracing::debug!(%err, "subscribing to user updates; retrying"),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
-        }
-    });
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {

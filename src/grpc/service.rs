@@ -2,31 +2,26 @@
 //!
 //! Every change is published on the shared broadcast, and every replica
 //! fans what it receives out to its own SubscribeToUpdates streams through
-//! one bounded channel: a writer never waits for a subscriber, and a
-//! subscriber that falls too far behind is ended with RESOURCE_EXHAUSTED.
+//! its [`UpdateFeed`]: a writer never waits for a subscriber, a subscriber
+//! that falls too far behind is ended with RESOURCE_EXHAUSTED, and one
+//! whose replica lost updates in an outage with UNAVAILABLE.
 
 use super::pb::{
     self, CreateUserRequest, Empty, UpdateUserRequest, UserRequest, UserResponse, UserUpdate,
 };
 use super::store::{StoreError, User, UserStore};
+use super::updates::{FeedItem, UPDATES_TOPIC, UpdateFeed};
 use super::validate;
-use crate::broadcast::{Broadcast, Envelope};
+use crate::broadcast::Broadcast;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::{BroadcastStream, ReceiverStream, errors::BroadcastStreamRecvError};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-
-/// Broadcast topic of user changes.
-pub const UPDATES_TOPIC: &str = "users";
-
-/// Updates buffered per replica for its subscribers; a subscriber further
-/// behind than this is ended.
-pub const UPDATE_BUFFER: usize = 1024;
 
 /// Users read from the store per ListUsers page.
 const LIST_PAGE: usize = 256;
@@ -37,7 +32,7 @@ const LIST_QUEUE: usize = 64;
 pub struct UserService {
     store: Arc<dyn UserStore>,
     broker: Arc<dyn Broadcast>,
-    updates: broadcast::Sender<UserUpdate>,
+    updates: Arc<UpdateFeed>,
     shutdown: CancellationToken,
 }
 
@@ -45,7 +40,7 @@ impl UserService {
     pub fn new(
         store: Arc<dyn UserStore>,
         broker: Arc<dyn Broadcast>,
-        updates: broadcast::Sender<UserUpdate>,
+        updates: Arc<UpdateFeed>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -54,20 +49,6 @@ impl UserService {
             updates,
             shutdown,
         }
-    }
-
-    /// What the broadcast calls for every change made on any replica.
-    pub fn fan_in(updates: broadcast::Sender<UserUpdate>) -> crate::broadcast::Deliver {
-        Arc::new(move |envelope: Envelope| {
-            if &*envelope.topic != UPDATES_TOPIC {
-                return;
-            }
-            match UserUpdate::decode(envelope.payload) {
-                // No receivers is fine: nobody is subscribed on this replica.
-                Ok(update) => drop(updates.send(update)),
-                Err(err) => tracing::warn!(%err, "ignoring an undecodable user update"),
-            }
-        })
     }
 
     async fn announce(&self, action: &str, user: &UserResponse) {
@@ -175,7 +156,10 @@ impl pb::user_service_server::UserService for UserService {
     ) -> Result<Response<Self::SubscribeToUpdatesStream>, Status> {
         let updates = BroadcastStream::new(self.updates.subscribe())
             .map(|item| match item {
-                Ok(update) => Ok(update),
+                Ok(FeedItem::Update(update)) => Ok(update),
+                Ok(FeedItem::Gap) => Err(Status::unavailable(
+                    "updates were lost while this replica was cut off from Redis; subscribe again",
+                )),
                 Err(BroadcastStreamRecvError::Lagged(missed)) => Err(Status::resource_exhausted(
                     format!("subscriber fell {missed} updates behind; subscribe again"),
                 )),

@@ -3,15 +3,24 @@
 //! [`run`] takes a bound listener and a shutdown token, so tests and `main`
 //! start it the same way. Upgraded sockets outlive axum's own graceful
 //! shutdown, so they are tracked here and closed with 1001 before exit.
+//!
+//! This is the native door onto the [`crate::hub`]: it owns sockets and
+//! frames, never the rules of a room.
+//!
+//! - [`connection`]: one socket's loop and write path.
+//! - [`cmd`]: what each client frame does, as hub calls.
+//! - [`protocol`]: the frames, their validation and the close codes.
+//! - [`limits`]: the door's own bounds and the rate limiter.
 
+pub mod cmd;
 pub mod connection;
 pub mod limits;
-pub mod metrics;
 pub mod protocol;
-pub mod rooms;
 
-use crate::broadcast::{self, Broadcast, Deliver, HistoryPolicy};
 use crate::config::WsServerArgs;
+use crate::hub::metrics::Metrics;
+use crate::hub::{DisplayName, Hub, HubSettings};
+use crate::redis::RedisSettings;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
@@ -19,12 +28,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use limits::Limits;
-use metrics::Metrics;
-use rooms::Rooms;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,34 +53,38 @@ const CHAT_PAGE: &str = include_str!("page.html");
 /// The page loads nothing from elsewhere; inline script and style only.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// What the server runs on, built from the flags by `crate::config`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub hub: HubSettings,
+    pub limits: Limits,
+    /// `None`: standalone.
+    pub redis: Option<RedisSettings>,
+    /// How long shutdown waits for sockets to close.
+    pub shutdown_timeout: Duration,
+}
+
 /// Everything a request or connection handler may touch; cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
-    pub server_id: String,
-    pub broker: Arc<dyn Broadcast>,
-    pub rooms: Arc<Rooms>,
+    pub hub: Arc<Hub>,
     pub limits: Limits,
-    /// Largest `history` a join may ask for: what the log keeps.
-    pub history_size: usize,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     /// Upgraded sockets, so shutdown can wait for their close frames.
     pub connections: TaskTracker,
-    next_connection: AtomicU64,
+    /// One permit per open socket, taken before the upgrade and held by
+    /// the connection's task: `--max-connections` is a hard bound, however
+    /// many upgrades race.
+    pub slots: Arc<Semaphore>,
 }
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
-    }
-}
-
-impl Shared {
-    pub fn next_connection_id(&self) -> u64 {
-        self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -89,40 +101,36 @@ pub fn app(state: AppState) -> Router {
 /// Binds `--listen` and serves until SIGTERM or Ctrl-C.
 pub async fn serve(args: WsServerArgs) -> anyhow::Result<()> {
     let listener = crate::process::listen(args.listen).await?;
-    run(listener, args, crate::shutdown::on_signal()).await
+    run(listener, args.settings(), crate::shutdown::on_signal()).await
 }
 
 pub async fn run(
     listener: TcpListener,
-    args: WsServerArgs,
+    settings: Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let rooms = Arc::new(Rooms::new(metrics.clone()));
-    let deliver: Deliver = {
-        let rooms = rooms.clone();
-        Arc::new(move |envelope| rooms.deliver(envelope))
-    };
-    let policy = HistoryPolicy {
-        max_len: args.history_size,
-        max_age: args.history_ttl,
-    };
-    let broker = broadcast::connect(&args.redis, policy, deliver).await?;
+    let hub = Hub::connect(
+        settings.hub.clone(),
+        settings.redis.as_ref(),
+        metrics.clone(),
+    )
+    .await?;
     let state = AppState(Arc::new(Shared {
-        server_id: args.id.clone(),
-        broker,
-        rooms,
-        limits: args.limits.clone(),
-        history_size: args.history_size,
+        hub,
+        slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
+        limits: settings.limits.clone(),
         metrics,
         shutdown: shutdown.clone(),
         connections: TaskTracker::new(),
-        next_connection: AtomicU64::new(1),
     }));
-    spawn_repairs(state.clone());
     let addr = listener.local_addr()?;
-    let mode = args.redis.mode();
-    tracing::info!(%addr, id = %args.id, mode, "ws-server listening");
+    let mode = if settings.redis.is_some() {
+        "redis"
+    } else {
+        "standalone"
+    };
+    tracing::info!(%addr, id = %settings.hub.server_id, mode, "ws-server listening");
 
     axum::serve(
         crate::process::without_nagle(listener),
@@ -133,7 +141,7 @@ pub async fn run(
     .context("HTTP server failed")?;
 
     state.connections.close();
-    if tokio::time::timeout(args.shutdown_timeout, state.connections.wait())
+    if tokio::time::timeout(settings.shutdown_timeout, state.connections.wait())
         .await
         .is_err()
     {
@@ -144,37 +152,6 @@ pub async fn run(
     }
     tracing::info!("ws-server stopped");
     Ok(())
-}
-
-/// After every Redis outage (or a pub/sub overflow), reads back from the
-/// log what this replica's rooms missed and delivers it in order.
-fn spawn_repairs(state: AppState) {
-    let mut resumed = state.broker.resumed();
-    tokio::spawn(async move {
-        while resumed.changed().await.is_ok() {
-            for (room, after) in state.rooms.begin_repair() {
-                let missed = match state
-                    .broker
-                    .replay(&rooms::topic(&room), broadcast::From::Since(after))
-                    .await
-                {
-                    Ok(replay) if replay.recovered => replay.messages,
-                    Ok(_) => {
-                        tracing::warn!(%room, "history lost with Redis; members resume with `since`");
-                        Vec::new()
-                    }
-                    Err(err) => {
-                        tracing::warn!(%err, %room, "could not read back missed messages");
-                        Vec::new()
-                    }
-                };
-                if !missed.is_empty() {
-                    tracing::info!(%room, count = missed.len(), "delivering messages missed during an outage");
-                }
-                state.rooms.finish_repair(&room, missed);
-            }
-        }
-    });
 }
 
 async fn page() -> Response {
@@ -201,17 +178,17 @@ async fn upgrade(
     State(state): State<AppState>,
     Query(connect): Query<Connect>,
 ) -> Response {
-    let name = match connect.name.as_deref().map(protocol::check_name) {
+    let name = match connect.name.as_deref().map(DisplayName::parse) {
         None => None,
-        Some(Ok(name)) => Some(name.to_owned()),
-        Some(Err(why)) => return (StatusCode::BAD_REQUEST, why).into_response(),
+        Some(Ok(name)) => Some(name),
+        Some(Err(why)) => return (StatusCode::BAD_REQUEST, why.0).into_response(),
     };
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    if state.connections.len() >= state.limits.max_connections {
+    let Ok(slot) = state.slots.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
-    }
+    };
     let frame_limit = state.limits.max_frame_bytes;
     let token = state.connections.token();
     ws.read_buffer_size(READ_BUFFER_BYTES)
@@ -224,7 +201,7 @@ async fn upgrade(
             // would keep the upgrade's state beside ours for the
             // connection's whole life.
             let connections = state.connections.clone();
-            connections.spawn(connection::run(socket, state, peer, name));
+            connections.spawn(connection::run(socket, state, peer, name, slot));
             drop(token);
             std::future::ready(())
         })
@@ -233,7 +210,7 @@ async fn upgrade(
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
-    } else if state.broker.is_ready() {
+    } else if state.hub.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable").into_response()

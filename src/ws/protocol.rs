@@ -1,61 +1,32 @@
 //! The chat protocol: JSON text frames told apart by `type`.
 //!
 //! Client frames are parsed leniently (unknown fields ignored) but strictly
-//! typed; anything else is answered with an [`ErrorCode`] whose string is
-//! part of the public contract and must never change.
+//! typed, room names included, so what reaches the hub is valid; anything
+//! else is answered with an [`ErrorCode`] whose string is part of the
+//! public contract and must never change. Close codes are here too.
 
+pub use crate::hub::ErrorCode;
+use crate::hub::{HubError, RoomEvent, RoomMessage, RoomName};
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt::Write;
 
+/// Close codes, part of the contract.
+pub mod close {
+    /// The server is shutting down; reconnect (to another replica).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame over `--max-frame-bytes`.
+    pub const TOO_BIG: u16 = 1009;
+    /// The client did not keep up with its messages; reconnect and resume.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// No answer to the server's ping in time.
+    pub const PING_TIMEOUT: u16 = 4000;
+}
+
 /// Longest `ack` token echoed back, so a client cannot make the server
 /// store or send arbitrary amounts of data through it.
 pub const MAX_ACK_BYTES: usize = 128;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// Not JSON, not an object, a binary frame, or a field of the wrong type.
-    BadFrame,
-    /// `type` missing or not one the server knows.
-    UnknownType,
-    /// Room name empty, too long or with characters outside [A-Za-z0-9_.:-].
-    InvalidRoom,
-    /// `since` is not a message id.
-    InvalidSince,
-    /// `ack` is not a string or number, or is too long.
-    InvalidAck,
-    /// Message text empty or over the size limit.
-    MessageTooLong,
-    /// Frame over the size limit; the socket is closed with 1009 after it.
-    FrameTooLarge,
-    /// Over the per-connection frame rate; the frame was dropped.
-    RateLimited,
-    /// Over the per-connection room limit.
-    TooManyRooms,
-    /// The shared backend (Redis) is unreachable; try again.
-    Unavailable,
-    /// `history` is not a count.
-    InvalidHistory,
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadFrame => "bad_frame",
-            Self::UnknownType => "unknown_type",
-            Self::InvalidRoom => "invalid_room",
-            Self::InvalidSince => "invalid_since",
-            Self::InvalidAck => "invalid_ack",
-            Self::MessageTooLong => "message_too_long",
-            Self::FrameTooLarge => "frame_too_large",
-            Self::RateLimited => "rate_limited",
-            Self::TooManyRooms => "too_many_rooms",
-            Self::Unavailable => "unavailable",
-            Self::InvalidHistory => "invalid_history",
-        }
-    }
-}
 
 /// A frame refused, with the text the client sees.
 #[derive(Debug)]
@@ -81,12 +52,23 @@ impl Reject {
         self.room = Some(room.to_owned());
         self
     }
+
+    pub fn with_ack(mut self, ack: Option<Value>) -> Self {
+        self.ack = ack;
+        self
+    }
+}
+
+impl From<HubError> for Reject {
+    fn from(err: HubError) -> Self {
+        Reject::new(err.code(), err.to_string())
+    }
 }
 
 #[derive(Debug, PartialEq)]
 pub enum ClientFrame {
     JoinRoom {
-        room: String,
+        room: RoomName,
         since: Option<u64>,
         /// Replay the newest messages kept, when no `since` is given.
         history: Option<usize>,
@@ -94,13 +76,13 @@ pub enum ClientFrame {
         presence: bool,
     },
     Presence {
-        room: String,
+        room: RoomName,
     },
     LeaveRoom {
-        room: String,
+        room: RoomName,
     },
     Message {
-        room: String,
+        room: RoomName,
         message: String,
         ack: Option<Value>,
     },
@@ -119,13 +101,17 @@ struct RawFrame {
 }
 
 impl ClientFrame {
-    pub fn parse(text: &str) -> Result<Self, Reject> {
+    /// `max_room_len`: the longest room name accepted.
+    pub fn parse(text: &str, max_room_len: usize) -> Result<Self, Reject> {
         let raw: RawFrame = serde_json::from_str(text)
             .map_err(|e| Reject::new(ErrorCode::BadFrame, format!("invalid frame: {e}")))?;
         let room = |raw: &RawFrame| {
-            raw.room
-                .clone()
-                .ok_or_else(|| Reject::new(ErrorCode::InvalidRoom, "missing field `room`"))
+            let name = raw
+                .room
+                .as_deref()
+                .ok_or_else(|| Reject::new(ErrorCode::InvalidRoom, "missing field `room`"))?;
+            RoomName::parse(name, max_room_len)
+                .map_err(|why| Reject::new(ErrorCode::InvalidRoom, why.0).with_room(name))
         };
         match raw.kind.as_deref() {
             Some("join_room") => Ok(Self::JoinRoom {
@@ -138,10 +124,7 @@ impl ClientFrame {
             Some("leave_room") => Ok(Self::LeaveRoom { room: room(&raw)? }),
             Some("message") => {
                 let ack = check_ack(raw.ack.clone())?;
-                let room = room(&raw).map_err(|mut r| {
-                    r.ack = ack.clone();
-                    r
-                })?;
+                let room = room(&raw).map_err(|r| r.with_ack(ack.clone()))?;
                 let message = raw.message.ok_or_else(|| Reject {
                     ack: ack.clone(),
                     ..Reject::new(ErrorCode::BadFrame, "missing field `message`")
@@ -250,71 +233,43 @@ impl Reject {
     }
 }
 
-/// The body of a room message as it travels between replicas and sits in
-/// history: everything but `type` and `id`, which are only known or fixed
-/// on delivery.
-#[derive(Serialize)]
-pub struct MessageBody<'a> {
-    pub room: &'a str,
-    pub user: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
-    pub message: &'a str,
-    pub server: &'a str,
-    pub timestamp: &'a str,
-}
-
 const MESSAGE_PREFIX: &str = r#"{"type":"message","id":""#;
 
-/// Builds the frame a client receives from a stored body, once per message
-/// per replica; every local recipient shares the result.
-pub fn message_frame(id: u64, body: &[u8]) -> Option<Utf8Bytes> {
-    let rest = std::str::from_utf8(body.strip_prefix(b"{")?).ok()?;
+/// The frame of a room message, built by its first native recipient on
+/// this replica and shared by the others.
+pub fn message_frame(message: &RoomMessage) -> &Utf8Bytes {
+    message
+        .native
+        .get_or_init(|| splice_id(message.id, &message.body))
+}
+
+/// `{"type":"message","id":"<id>",` then the body's fields.
+fn splice_id(id: u64, body: &str) -> Utf8Bytes {
+    // The hub only hands out bodies that are JSON objects.
+    let rest = body.strip_prefix('{').unwrap_or(body);
     let mut frame = String::with_capacity(MESSAGE_PREFIX.len() + 24 + rest.len());
     frame.push_str(MESSAGE_PREFIX);
     let _ = write!(frame, "{id}\",");
     frame.push_str(rest);
-    Some(frame.into())
+    frame.into()
 }
 
-/// Who a member is, as presence lists and events show it.
-#[derive(Serialize)]
-pub struct MemberInfo<'a> {
-    pub user: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
-    pub server: &'a str,
-}
-
-/// `member_joined` / `member_left` for a room, from a stored [`MemberInfo`].
-pub fn event_frame(joined: bool, room: &str, info: &[u8]) -> Option<Utf8Bytes> {
-    let rest = std::str::from_utf8(info.strip_prefix(b"{")?).ok()?;
-    let kind = if joined {
-        "member_joined"
-    } else {
-        "member_left"
-    };
-    // Room names are limited to [A-Za-z0-9_.:-]: nothing to escape.
-    Some(format!(r#"{{"type":"{kind}","room":"{room}",{rest}"#).into())
-}
-
-/// Display names given with `/ws?name=`: trimmed, 1 to this many
-/// characters, no control characters.
-pub const MAX_NAME_CHARS: usize = 32;
-
-pub fn check_name(name: &str) -> Result<&str, String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("name must not contain control characters".into());
-    }
-    Ok(name)
+/// `member_joined` / `member_left`, shared like a message frame.
+pub fn event_frame(event: &RoomEvent) -> &Utf8Bytes {
+    event.native.get_or_init(|| {
+        let kind = if event.joined {
+            "member_joined"
+        } else {
+            "member_left"
+        };
+        let rest = event.info.strip_prefix('{').unwrap_or(&event.info);
+        // A RoomName cannot hold anything JSON would escape.
+        format!(r#"{{"type":"{kind}","room":"{}",{rest}"#, event.room).into()
+    })
 }
 
 /// `{"type":"presence","room":...,"members":[...]}` from stored infos.
-pub fn presence_frame(room: &str, members: &[bytes::Bytes]) -> Utf8Bytes {
+pub fn presence_frame(room: &RoomName, members: &[bytes::Bytes]) -> Utf8Bytes {
     let mut frame = format!(r#"{{"type":"presence","room":"{room}","members":["#);
     for (i, info) in members.iter().enumerate() {
         if i > 0 {
@@ -329,32 +284,40 @@ pub fn presence_frame(room: &str, members: &[bytes::Bytes]) -> Utf8Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::wire::MessageBody;
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name, 128).unwrap()
+    }
 
     #[test]
     fn parses_client_frames() {
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"join_room","room":"general","extra":1}"#).unwrap(),
+            ClientFrame::parse(r#"{"type":"join_room","room":"general","extra":1}"#, 128).unwrap(),
             ClientFrame::JoinRoom {
-                room: "general".into(),
+                room: room("general"),
                 since: None,
                 history: None,
                 presence: false
             }
         );
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"join_room","room":"g","since":"42"}"#).unwrap(),
+            ClientFrame::parse(r#"{"type":"join_room","room":"g","since":"42"}"#, 128).unwrap(),
             ClientFrame::JoinRoom {
-                room: "g".into(),
+                room: room("g"),
                 since: Some(42),
                 history: None,
                 presence: false
             }
         );
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"message","room":"g","message":"hi","ack":"a1"}"#)
-                .unwrap(),
+            ClientFrame::parse(
+                r#"{"type":"message","room":"g","message":"hi","ack":"a1"}"#,
+                128
+            )
+            .unwrap(),
             ClientFrame::Message {
-                room: "g".into(),
+                room: room("g"),
                 message: "hi".into(),
                 ack: Some(Value::from("a1"))
             }
@@ -363,7 +326,7 @@ mod tests {
 
     #[test]
     fn rejects_with_stable_codes() {
-        let code = |text: &str| ClientFrame::parse(text).unwrap_err().code;
+        let code = |text: &str| ClientFrame::parse(text, 128).unwrap_err().code;
         assert_eq!(code("not json"), ErrorCode::BadFrame);
         assert_eq!(code("[1,2]"), ErrorCode::BadFrame);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
@@ -381,6 +344,23 @@ mod tests {
             code(r#"{"type":"message","room":"g","message":"m","ack":{}}"#),
             ErrorCode::InvalidAck
         );
+        assert_eq!(
+            code(r#"{"type":"leave_room","room":"a\"b"}"#),
+            ErrorCode::InvalidRoom
+        );
+        let long = ClientFrame::parse(r#"{"type":"presence","room":"abcd"}"#, 3).unwrap_err();
+        assert_eq!(
+            (long.code, long.room.as_deref()),
+            (ErrorCode::InvalidRoom, Some("abcd"))
+        );
+        let with_ack =
+            ClientFrame::parse(r#"{"type":"message","room":"","message":"m","ack":"k"}"#, 9)
+                .unwrap_err();
+        assert_eq!(
+            with_ack.ack,
+            Some(Value::from("k")),
+            "refusal keeps the ack"
+        );
     }
 
     #[test]
@@ -394,8 +374,8 @@ mod tests {
             timestamp: "t",
         })
         .unwrap();
-        let frame = message_frame(17, &body).unwrap();
-        let v: Value = serde_json::from_str(&frame).unwrap();
+        let message = RoomMessage::new(room("g"), 17, body.into()).unwrap();
+        let v: Value = serde_json::from_str(message_frame(&message)).unwrap();
         assert_eq!(v["type"], "message");
         assert_eq!(v["id"], "17");
         assert_eq!(v["message"], "hi \"there\"");

@@ -143,6 +143,23 @@ impl Redis {
             && &buf == b"+PONG\r\n"
     }
 
+    /// Runs one command through `redis-cli`; its reply.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli comes with redis-server");
+        assert!(out.status.success(), "redis-cli {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Cuts every pub/sub connection: Redis keeps its data, but what is
+    /// published until a subscriber reconnects never reaches it live.
+    pub fn kill_subscribers(&self) {
+        self.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    }
+
     /// Kills Redis (SIGKILL: its memory, and so all history, is gone).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

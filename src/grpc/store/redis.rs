@@ -10,7 +10,6 @@ use super::{SEED, StoreError, User, UserStore, timestamp};
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use std::time::Duration;
 
 const NEXT_ID: &str = "rtchat:users:next_id";
 const IDS: &str = "rtchat:users:ids";
@@ -26,8 +25,8 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let client = crate::redis::builder(url, timeout)?.build()?;
+    pub async fn connect(redis: &crate::redis::RedisSettings) -> anyhow::Result<Self> {
+        let client = crate::redis::builder(redis)?.build()?;
         let store = Self {
             client,
             seed: Script::from_lua(include_str!("lua/seed.lua")),

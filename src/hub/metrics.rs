@@ -1,7 +1,8 @@
-//! Prometheus metrics of one ws-server replica. Counters are atomics, so
+//! Prometheus metrics of one ws-server replica, counted by the hub and
+//! by every door. Counters are atomics, so
 //! the fan-out path pays one atomic add per broadcast, not per recipient.
 
-use super::protocol::ErrorCode;
+use super::error::ErrorCode;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

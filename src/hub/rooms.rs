@@ -1,21 +1,23 @@
-//! Local room membership and fan-out: which connections of this replica are
+//! Local room membership and fan-out: which sessions of this replica are
 //! in which room, and handing each broadcast to them.
 //!
 //! Fan-out never waits for a client: each member has a bounded queue, and a
-//! member whose queue is full is cancelled (its connection closes with
-//! 1013) instead of making anyone else wait or memory grow.
+//! member whose queue is full is cancelled (its door closes it) instead of
+//! making anyone else wait or memory grow. A message is decoded once per
+//! replica and shared by every recipient; each door serialises it once, on
+//! its first recipient, into the message's frame cache.
 //!
 //! After Redis comes back, messages published while this replica was cut
 //! off are read back from the log ([`Rooms::begin_repair`]); live
 //! deliveries of a room wait meanwhile so that order is kept.
 
 use super::metrics::Metrics;
-use super::protocol::{event_frame, message_frame};
+use super::names::RoomName;
 use crate::broadcast::{Envelope, Kind};
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 /// Broadcast topics of chat rooms, so other users of the broadcast (the
@@ -26,37 +28,61 @@ pub const TOPIC_PREFIX: &str = "room:";
 /// they are dropped (and logged): members recover them with `since`.
 const REPAIR_BUFFER: usize = 10_000;
 
-pub fn topic(room: &str) -> String {
+pub fn topic(room: &RoomName) -> String {
     format!("{TOPIC_PREFIX}{room}")
 }
 
-/// A frame waiting in a connection's send queue.
-#[derive(Debug)]
+/// An item waiting in a session's send queue: 16 bytes, whatever it holds.
+#[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A room message: skipped by a connection that already has its id.
+    /// A room message: skipped by a session that already has its id.
     Room(Arc<RoomMessage>),
     /// A presence event, for members that asked for them.
     Event(Arc<RoomEvent>),
 }
 
-/// One room message, built once per replica and shared by every recipient.
+/// One room message, decoded once per replica and shared by every recipient.
 #[derive(Debug)]
 pub struct RoomMessage {
-    pub room: Arc<str>,
+    pub room: RoomName,
     pub id: u64,
-    pub frame: Utf8Bytes,
+    /// The stored body: a JSON object (`room`, `user`, `message`, ...)
+    /// without `type` and `id`, checked to be UTF-8 and an object.
+    pub body: Utf8Bytes,
+    /// The native door's frame, built by its first recipient.
+    pub native: OnceLock<Utf8Bytes>,
+}
+
+impl RoomMessage {
+    /// `None` for a body that is not a UTF-8 JSON object: it cannot be
+    /// spliced into any door's frame.
+    pub fn new(room: RoomName, id: u64, body: Bytes) -> Option<Self> {
+        if body.first() != Some(&b'{') {
+            return None;
+        }
+        Some(Self {
+            room,
+            id,
+            body: Utf8Bytes::try_from(body).ok()?,
+            native: OnceLock::new(),
+        })
+    }
 }
 
 /// A presence event of a room, shared like a [`RoomMessage`].
 #[derive(Debug)]
 pub struct RoomEvent {
-    pub room: Arc<str>,
-    pub frame: Utf8Bytes,
+    pub room: RoomName,
+    /// True for a member that joined, false for one that left.
+    pub joined: bool,
+    /// The member's info: a UTF-8 JSON object.
+    pub info: Utf8Bytes,
+    pub native: OnceLock<Utf8Bytes>,
 }
 
-/// How the fan-out reaches one connection.
-#[derive(Clone)]
-pub struct Member {
+/// How the fan-out reaches one session.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
     pub queue: flume::Sender<Outbound>,
     /// Cancelled when the queue overflows.
     pub too_slow: CancellationToken,
@@ -64,10 +90,10 @@ pub struct Member {
 
 #[derive(Default)]
 struct Room {
-    members: HashMap<u64, Member>,
+    members: HashMap<u64, Mailbox>,
     /// The members that asked for presence events. Kept apart so a join
     /// storm in a big room costs one queue push per watcher, not per member.
-    watchers: HashMap<u64, Member>,
+    watchers: HashMap<u64, Mailbox>,
     /// Newest message id handed out here; older or equal ones are repeats.
     last_delivered: u64,
     /// The log's position when the room got its first local member: the
@@ -80,7 +106,7 @@ struct Room {
 pub struct Rooms {
     /// A std mutex: held only for map updates and for one pass of
     /// non-blocking `try_send`s, never across an await.
-    rooms: Mutex<HashMap<Arc<str>, Room>>,
+    rooms: Mutex<HashMap<RoomName, Room>>,
     metrics: Arc<Metrics>,
 }
 
@@ -92,54 +118,66 @@ impl Rooms {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Room>> {
+    /// What the broadcast calls for each delivery to this replica.
+    pub fn deliverer(self: &Arc<Self>) -> crate::broadcast::Deliver {
+        let rooms = self.clone();
+        Arc::new(move |envelope| rooms.deliver(envelope))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Room>> {
         self.rooms.lock().expect("rooms lock poisoned")
     }
 
     /// Adds a member; returns the room name shared with the map.
-    pub fn join(&self, room: &str, conn: u64, member: Member) -> Arc<str> {
+    pub fn join(&self, room: &RoomName, member: u64, mailbox: Mailbox) -> RoomName {
         let mut rooms = self.lock();
-        let existing = rooms.get_key_value(room).map(|(name, _)| name.clone());
+        let existing = rooms
+            .get_key_value(room.as_str())
+            .map(|(name, _)| name.clone());
         let name = existing.unwrap_or_else(|| {
-            let name: Arc<str> = Arc::from(room);
-            rooms.insert(name.clone(), Room::default());
+            rooms.insert(room.clone(), Room::default());
             self.metrics.rooms.set(rooms.len() as i64);
-            name
+            room.clone()
         });
         rooms
             .get_mut(&name)
             .expect("inserted above")
             .members
-            .insert(conn, member);
+            .insert(member, mailbox);
         name
     }
 
     /// Sends the room's presence events to this member too.
-    pub fn watch(&self, room: &str, conn: u64, member: Member) {
-        if let Some(room) = self.lock().get_mut(room) {
-            room.watchers.insert(conn, member);
+    pub fn watch(&self, room: &RoomName, member: u64, mailbox: Mailbox) {
+        if let Some(room) = self.lock().get_mut(room.as_str()) {
+            room.watchers.insert(member, mailbox);
         }
     }
 
     /// Records the log position seen when joining, for repairs.
-    pub fn note_position(&self, room: &str, position: u64) {
-        if let Some(room) = self.lock().get_mut(room)
+    pub fn note_position(&self, room: &RoomName, position: u64) {
+        if let Some(room) = self.lock().get_mut(room.as_str())
             && room.joined_at == 0
         {
             room.joined_at = position;
         }
     }
 
-    pub fn leave(&self, room: &str, conn: u64) {
+    pub fn leave(&self, room: &RoomName, member: u64) {
         let mut rooms = self.lock();
-        if let Some(entry) = rooms.get_mut(room) {
-            entry.members.remove(&conn);
-            entry.watchers.remove(&conn);
+        if let Some(entry) = rooms.get_mut(room.as_str()) {
+            entry.members.remove(&member);
+            entry.watchers.remove(&member);
             if entry.members.is_empty() {
-                rooms.remove(room);
+                rooms.remove(room.as_str());
                 self.metrics.rooms.set(rooms.len() as i64);
             }
         }
+    }
+
+    /// Local members of a room (tests and stats).
+    pub fn members(&self, room: &str) -> usize {
+        self.lock().get(room).map_or(0, |r| r.members.len())
     }
 
     /// Hands one broadcast to every local member of its room.
@@ -159,14 +197,14 @@ impl Rooms {
             }
             return;
         }
-        let delivered = fan_out(&name, room, envelope.kind, &envelope.payload);
+        let delivered = fan_out(&name, room, envelope.kind, envelope.payload);
         drop(rooms);
         self.metrics.messages_out.inc_by(delivered);
     }
 
     /// Starts repairing every room: returns each with the id to read the
     /// log after. Live deliveries are held until [`Rooms::finish_repair`].
-    pub fn begin_repair(&self) -> Vec<(Arc<str>, u64)> {
+    pub fn begin_repair(&self) -> Vec<(RoomName, u64)> {
         let mut rooms = self.lock();
         rooms
             .iter_mut()
@@ -179,18 +217,18 @@ impl Rooms {
 
     /// Delivers what the log had (ids not yet handed out), then what was
     /// held, and resumes live delivery.
-    pub fn finish_repair(&self, room: &str, missed: Vec<(u64, Bytes)>) {
+    pub fn finish_repair(&self, room: &RoomName, missed: Vec<(u64, Bytes)>) {
         let mut rooms = self.lock();
-        let Some((name, entry)) = entry(&mut rooms, room) else {
+        let Some((name, entry)) = entry(&mut rooms, room.as_str()) else {
             return;
         };
         let held = entry.held.take().unwrap_or_default();
         let mut delivered = 0;
         for (id, payload) in missed {
-            delivered += fan_out(&name, entry, Kind::Message { id }, &payload);
+            delivered += fan_out(&name, entry, Kind::Message { id }, payload);
         }
         for envelope in held {
-            delivered += fan_out(&name, entry, envelope.kind, &envelope.payload);
+            delivered += fan_out(&name, entry, envelope.kind, envelope.payload);
         }
         drop(rooms);
         self.metrics.messages_out.inc_by(delivered);
@@ -199,40 +237,41 @@ impl Rooms {
 
 /// A room with the map's shared copy of its name.
 fn entry<'a>(
-    rooms: &'a mut HashMap<Arc<str>, Room>,
+    rooms: &'a mut HashMap<RoomName, Room>,
     name: &str,
-) -> Option<(Arc<str>, &'a mut Room)> {
+) -> Option<(RoomName, &'a mut Room)> {
     let key = rooms.get_key_value(name)?.0.clone();
     rooms.get_mut(name).map(|room| (key, room))
 }
 
-/// Builds the frame once and queues it to every member; returns how many
-/// got it, for room messages.
-fn fan_out(name: &Arc<str>, room: &mut Room, kind: Kind, payload: &[u8]) -> u64 {
+/// Decodes once and queues to every member; returns how many got it, for
+/// room messages.
+fn fan_out(name: &RoomName, room: &mut Room, kind: Kind, payload: Bytes) -> u64 {
     let item = match kind {
         Kind::Message { id } => {
             if id <= room.last_delivered {
                 return 0;
             }
             room.last_delivered = id;
-            let Some(frame) = message_frame(id, payload) else {
+            let Some(message) = RoomMessage::new(name.clone(), id, payload) else {
                 tracing::warn!(room = %name, id, "dropping undecodable room message");
                 return 0;
             };
-            Arc::new(RoomMessage {
-                room: name.clone(),
-                id,
-                frame,
-            })
+            Arc::new(message)
         }
         Kind::Joined | Kind::Left => {
-            let Some(frame) = event_frame(kind == Kind::Joined, name, payload) else {
-                tracing::warn!(room = %name, "dropping undecodable presence event");
-                return 0;
+            let info = match Utf8Bytes::try_from(payload) {
+                Ok(info) if info.as_str().starts_with('{') => info,
+                _ => {
+                    tracing::warn!(room = %name, "dropping undecodable presence event");
+                    return 0;
+                }
             };
             let event = Arc::new(RoomEvent {
                 room: name.clone(),
-                frame,
+                joined: kind == Kind::Joined,
+                info,
+                native: OnceLock::new(),
             });
             for member in room.watchers.values() {
                 try_queue(member, Outbound::Event(event.clone()));
@@ -248,7 +287,7 @@ fn fan_out(name: &Arc<str>, room: &mut Room, kind: Kind, payload: &[u8]) -> u64 
     delivered
 }
 
-fn try_queue(member: &Member, item: Outbound) -> u64 {
+fn try_queue(member: &Mailbox, item: Outbound) -> u64 {
     match member.queue.try_send(item) {
         Ok(()) => 1,
         Err(flume::TrySendError::Full(_)) => {

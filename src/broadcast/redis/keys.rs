@@ -1,0 +1,28 @@
+//! Every Redis key and channel name the broadcast uses, in one place, so
+//! the Lua scripts' KEYS and the Rust side cannot drift apart.
+
+/// Pub/sub channel of a topic.
+pub fn channel(topic: &str) -> String {
+    format!("{CHANNEL_PREFIX}{topic}")
+}
+
+pub const CHANNEL_PREFIX: &str = "rtchat:chan:";
+
+/// The log scripts' KEYS: the stream, then its meta hash (`start`, `last`,
+/// `trimmed`).
+pub fn log(topic: &str) -> Vec<String> {
+    vec![
+        format!("rtchat:log:{topic}"),
+        format!("rtchat:meta:{topic}"),
+    ]
+}
+
+/// Hash of a topic's present members.
+pub fn presence(topic: &str) -> String {
+    format!("rtchat:presence:{topic}")
+}
+
+/// Heartbeat key of one replica instance (presence.lua builds the same name).
+pub fn alive(instance: &str) -> String {
+    format!("rtchat:alive:{instance}")
+}

@@ -1,0 +1,221 @@
+//! Broadcast through Redis: each topic's log is a Redis stream plus a small
+//! meta hash, written and published by one Lua script so that log order and
+//! delivery order agree on every replica.
+//!
+//! Two connections: one for commands, one dedicated subscriber (a
+//! subscribed connection cannot run other commands). Both reconnect by
+//! themselves; after the subscriber reconnects it resubscribes every topic
+//! and bumps [`Broadcast::resumed`] so callers can read back what was
+//! published while it was away (Redis pub/sub does not keep it).
+//!
+//! - [`keys`]: key and channel names.
+//! - [`wire`]: parsing pub/sub messages and script replies.
+//! - [`presence`]: who is in a topic, for servers that have members.
+
+pub mod keys;
+pub mod presence;
+pub mod wire;
+
+pub use presence::RedisPresence;
+
+use super::{Broadcast, BroadcastError, Deliver, From, HistoryPolicy, Replay};
+use crate::redis::RedisSettings;
+use async_trait::async_trait;
+use bytes::Bytes;
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use std::collections::HashMap;
+use tokio::sync::broadcast::error::RecvError;
+
+const PUBLISH_LUA: &str = concat!(include_str!("trim.lua"), include_str!("publish.lua"));
+const REPLAY_LUA: &str = concat!(include_str!("trim.lua"), include_str!("replay.lua"));
+
+/// Capacity of fred's pub/sub fan-in channel. The reader task drains it
+/// without awaiting anyone, so this only has to absorb scheduling hiccups;
+/// an overflow is logged and announced through `resumed`, like an outage.
+const PUBSUB_CAPACITY: usize = 16 * 1024;
+
+pub struct RedisBroadcast {
+    client: Client,
+    subscriber: SubscriberClient,
+    publish: Script,
+    replay: Script,
+    policy: HistoryPolicy,
+    /// Local subscriber counts per topic. An async mutex held across the
+    /// SUBSCRIBE round trip: it orders subscribe and unsubscribe of the same
+    /// topic, and only joins and leaves take it, never message delivery.
+    refs: tokio::sync::Mutex<HashMap<String, usize>>,
+    resumed: tokio::sync::watch::Sender<u64>,
+}
+
+fn unavailable(err: Error) -> BroadcastError {
+    BroadcastError::Unavailable(err.to_string())
+}
+
+impl RedisBroadcast {
+    pub async fn connect(
+        redis: &RedisSettings,
+        policy: HistoryPolicy,
+        deliver: Deliver,
+    ) -> anyhow::Result<Self> {
+        let mut builder = crate::redis::builder(redis)?;
+        builder.with_performance_config(|perf| perf.broadcast_channel_capacity = PUBSUB_CAPACITY);
+        let client = builder.build()?;
+        let subscriber = builder.build_subscriber_client()?;
+        crate::redis::connect(&[&client, &subscriber]).await;
+
+        let this = Self {
+            client,
+            subscriber,
+            publish: Script::from_lua(PUBLISH_LUA),
+            replay: Script::from_lua(REPLAY_LUA),
+            policy,
+            refs: tokio::sync::Mutex::new(HashMap::new()),
+            resumed: tokio::sync::watch::Sender::new(0),
+        };
+        this.spawn_reader(deliver);
+        this.spawn_resubscriber();
+        Ok(this)
+    }
+
+    /// Drains pub/sub messages into `deliver`. Never awaits a consumer.
+    fn spawn_reader(&self, deliver: Deliver) {
+        let mut rx = self.subscriber.message_rx();
+        let resumed = self.resumed.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(message) => {
+                        let parsed = message
+                            .value
+                            .into_bytes()
+                            .and_then(|raw| wire::parse_message(&message.channel, raw));
+                        match parsed {
+                            Some(envelope) => deliver(envelope),
+                            None => tracing::warn!(
+                                channel = %message.channel,
+                                "ignoring malformed pub/sub message"
+                            ),
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::error!(
+                            missed,
+                            "pub/sub reader fell behind; recovering from the log"
+                        );
+                        resumed.send_modify(|n| *n += 1);
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// After every reconnect of the subscriber: resubscribe, then announce.
+    fn spawn_resubscriber(&self) {
+        let subscriber = self.subscriber.clone();
+        let resumed = self.resumed.clone();
+        let mut reconnects = subscriber.reconnect_rx();
+        tokio::spawn(async move {
+            loop {
+                match reconnects.recv().await {
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+                match subscriber.resubscribe_all().await {
+                    Ok(()) => {
+                        tracing::info!("Redis connection restored; topics resubscribed");
+                        resumed.send_modify(|n| *n += 1);
+                    }
+                    Err(err) => tracing::warn!(%err, "resubscribe after reconnect failed"),
+                }
+            }
+        });
+    }
+
+    /// The history bounds as the log scripts take them.
+    fn max_len(&self) -> Value {
+        Value::Integer(self.policy.max_len as i64)
+    }
+
+    fn max_age_micros(&self) -> Value {
+        Value::Integer(self.policy.max_age.as_micros() as i64)
+    }
+}
+
+#[async_trait]
+impl Broadcast for RedisBroadcast {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<u64, BroadcastError> {
+        let id: Value = self
+            .publish
+            .evalsha_with_reload(
+                &self.client,
+                keys::log(topic),
+                vec![
+                    Value::from(keys::channel(topic)),
+                    Value::Bytes(payload),
+                    self.max_len(),
+                    self.max_age_micros(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        wire::parse_id(&id)
+    }
+
+    async fn subscribe(&self, topic: &str) -> Result<(), BroadcastError> {
+        let mut refs = self.refs.lock().await;
+        let count = refs.get(topic).copied().unwrap_or(0);
+        if count == 0 {
+            self.subscriber
+                .subscribe(keys::channel(topic))
+                .await
+                .map_err(unavailable)?;
+        }
+        refs.insert(topic.to_owned(), count + 1);
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, topic: &str) {
+        let mut refs = self.refs.lock().await;
+        match refs.get_mut(topic) {
+            Some(count) if *count > 1 => *count -= 1,
+            Some(_) => {
+                refs.remove(topic);
+                if let Err(err) = self.subscriber.unsubscribe(keys::channel(topic)).await {
+                    // Harmless: stray deliveries for a topic without local
+                    // members are dropped by the caller.
+                    tracing::debug!(%err, topic, "unsubscribe failed");
+                }
+            }
+            None => {}
+        }
+    }
+
+    async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError> {
+        let (mode, value) = match from {
+            From::Position => ("position", Value::from("")),
+            From::Since(id) => ("since", Value::Integer(id as i64)),
+            From::Last(n) => ("last", Value::Integer(n as i64)),
+        };
+        let reply: Vec<Value> = self
+            .replay
+            .evalsha_with_reload(
+                &self.client,
+                keys::log(topic),
+                vec![Value::from(mode), value, self.max_age_micros()],
+            )
+            .await
+            .map_err(unavailable)?;
+        wire::parse_replay(reply)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.client.is_connected() && self.subscriber.is_connected()
+    }
+
+    fn resumed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.resumed.subscribe()
+    }
+}

@@ -1,0 +1,170 @@
+//! Presence through Redis: a hash per topic whose entries name the replica
+//! instance holding them; each instance keeps a heartbeat key alive, and
+//! entries of an instance whose heartbeat expired are dropped (and
+//! announced as left) by whichever replica lists or sweeps the topic next.
+//!
+//! Only a server with members starts this ([`RedisPresence::start`]); the
+//! log alone ([`super::RedisBroadcast`]) writes no heartbeats.
+
+use super::{RedisBroadcast, keys, unavailable};
+use crate::broadcast::presence::PresenceMap;
+use crate::broadcast::{BroadcastError, Presence};
+use async_trait::async_trait;
+use bytes::Bytes;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PRESENCE_LUA: &str = include_str!("presence.lua");
+
+/// A replica's presence entries outlive it by at most this long (plus one
+/// sweep): the time its heartbeat key lives without being refreshed.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(10);
+/// How often the heartbeat key is refreshed: three chances per TTL.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// How often the presence of topics with local members is swept for
+/// members of dead replicas.
+pub const PRESENCE_SWEEP: Duration = Duration::from_secs(2);
+
+pub struct RedisPresence {
+    client: Client,
+    script: Script,
+    /// This process among all replicas, for presence liveness. Random, so
+    /// two replicas misconfigured with one SERVER_ID still differ.
+    instance: String,
+    /// This replica's own presence entries (topic to member to info), to
+    /// put back after Redis lost them.
+    local: PresenceMap,
+}
+
+impl RedisPresence {
+    /// Shares the log's command connection and keeps this replica's
+    /// heartbeat alive, sweeps dead replicas' members out of the topics it
+    /// has members in, and after an outage puts its own members back. The
+    /// keeper ends when the returned handle is dropped.
+    pub fn start(log: &RedisBroadcast) -> Arc<Self> {
+        let this = Arc::new(Self {
+            client: log.client.clone(),
+            script: Script::from_lua(PRESENCE_LUA),
+            instance: std::iter::repeat_with(fastrand::alphanumeric)
+                .take(12)
+                .collect(),
+            local: PresenceMap::default(),
+        });
+        this.spawn_keeper(log.resumed.subscribe());
+        this
+    }
+
+    fn spawn_keeper(self: &Arc<Self>, mut resumed: tokio::sync::watch::Receiver<u64>) {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+            let mut sweep = tokio::time::interval(PRESENCE_SWEEP);
+            // Set when Redis may have lost this replica's entries (it was
+            // unreachable, or came back), cleared once they are put back.
+            let mut restore = false;
+            loop {
+                tokio::select! {
+                    _ = heartbeat.tick() => {
+                        let Some(this) = this.upgrade() else { break };
+                        if !this.heartbeat().await {
+                            restore = true;
+                        } else if restore {
+                            restore = !this.restore().await;
+                        }
+                    }
+                    _ = sweep.tick() => {
+                        let Some(this) = this.upgrade() else { break };
+                        for topic in this.local.topics() {
+                            let _ = this.presence(&topic).await;
+                        }
+                    }
+                    changed = resumed.changed() => {
+                        let Some(this) = this.upgrade() else { break };
+                        if changed.is_err() {
+                            break;
+                        }
+                        restore = !(this.heartbeat().await && this.restore().await);
+                    }
+                }
+            }
+        });
+    }
+
+    async fn heartbeat(&self) -> bool {
+        let ttl = Expiration::PX(PRESENCE_TTL.as_millis() as i64);
+        let result: Result<(), Error> = self
+            .client
+            .set(keys::alive(&self.instance), 1, Some(ttl), None, false)
+            .await;
+        if let Err(err) = &result {
+            tracing::debug!(%err, "presence heartbeat failed");
+        }
+        result.is_ok()
+    }
+
+    /// Puts back every local presence entry; entries Redis had lost are
+    /// announced as joined again. False if any could not be put back.
+    async fn restore(&self) -> bool {
+        for (topic, member, info) in self.local.entries() {
+            if let Err(err) = self.op(&topic, "add", &member, Some(info)).await {
+                tracing::debug!(%err, topic, "could not restore presence yet");
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn op(
+        &self,
+        topic: &str,
+        op: &str,
+        member: &str,
+        info: Option<Bytes>,
+    ) -> Result<Value, BroadcastError> {
+        let mut args: Vec<Value> = vec![op.into(), keys::channel(topic).into(), member.into()];
+        if let Some(info) = info {
+            args.extend([
+                self.instance.as_str().into(),
+                Value::Bytes(info),
+                (PRESENCE_TTL.as_millis() as i64).into(),
+            ]);
+        }
+        self.script
+            .evalsha_with_reload(&self.client, vec![keys::presence(topic)], args)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn presence_add(
+        &self,
+        topic: &str,
+        member: &str,
+        info: Bytes,
+    ) -> Result<(), BroadcastError> {
+        self.local.add(topic, member, info.clone());
+        self.op(topic, "add", member, Some(info)).await.map(drop)
+    }
+
+    async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
+        self.local.remove(topic, member);
+        self.op(topic, "remove", member, None).await.map(drop)
+    }
+
+    async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {
+        let infos: Vec<Value> = self
+            .script
+            .evalsha_with_reload(
+                &self.client,
+                vec![keys::presence(topic)],
+                vec!["list", &keys::channel(topic)],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(infos.into_iter().filter_map(Value::into_bytes).collect())
+    }
+}
