@@ -1,6 +1,7 @@
 //! gRPC benchmark: many concurrent calls over several HTTP/2 connections,
 //! for throughput and latency percentiles of unary and streaming RPCs.
 
+use super::usage::{Meter, Usage, ms3, opt};
 use super::{Percentiles, latency_histogram};
 use crate::grpc::pb::user_service_client::UserServiceClient;
 use crate::grpc::pb::{CreateUserRequest, Empty, UserRequest};
@@ -77,9 +78,8 @@ pub struct GrpcReport {
     pub items: u64,
     pub items_per_s: f64,
     pub latency_ms: Percentiles,
-    pub server_cpu_s: Option<f64>,
-    pub server_rss_kib: Option<u64>,
-    pub bench_cpu_s: Option<f64>,
+    #[serde(flatten)]
+    pub usage: Usage,
 }
 
 /// One HTTP/2 connection, called directly. tonic's `Channel` queues every
@@ -152,8 +152,7 @@ pub async fn run(args: GrpcBenchArgs) -> anyhow::Result<()> {
 
     let workers_total = (args.connections * args.streams) as u64;
     let per_worker = args.count.map(|n| n.div_ceil(workers_total));
-    let cpu_before = process::total_cpu(&args.pids);
-    let bench_before = process::cpu_time(std::process::id());
+    let meter = Meter::start(&args.pids);
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut tasks = Vec::new();
@@ -176,8 +175,6 @@ pub async fn run(args: GrpcBenchArgs) -> anyhow::Result<()> {
         latency.add(worker.latency)?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let delta =
-        |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| (b - a).as_secs_f64());
     let report = GrpcReport {
         rpc: args.rpc,
         connections: args.connections,
@@ -189,44 +186,32 @@ pub async fn run(args: GrpcBenchArgs) -> anyhow::Result<()> {
         items,
         items_per_s: items as f64 / elapsed,
         latency_ms: Percentiles::from_micros(&latency),
-        server_cpu_s: delta(cpu_before, process::total_cpu(&args.pids)),
-        server_rss_kib: process::total_rss_kib(&args.pids),
-        bench_cpu_s: delta(bench_before, process::cpu_time(std::process::id())),
+        usage: meter.stop(),
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        let l = &report.latency_ms;
-        println!(
-            "{:?} over {} connections x {} streams for {:.1} s\ncalls {}  errors {}  calls/s {:.0}  items/s {:.0}\n\
-             latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}\nserver cpu s {}  rss KiB {}\nbench cpu s {}",
-            report.rpc,
-            report.connections,
-            report.streams,
-            report.duration_s,
-            report.calls,
-            report.errors,
-            report.calls_per_s,
-            report.items_per_s,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.max,
-            report
-                .server_cpu_s
-                .map(|v| format!("{v:.3}"))
-                .unwrap_or("-".into()),
-            report
-                .server_rss_kib
-                .map(|v| v.to_string())
-                .unwrap_or("-".into()),
-            report
-                .bench_cpu_s
-                .map(|v| format!("{v:.3}"))
-                .unwrap_or("-".into()),
-        );
-    }
-    Ok(())
+    super::print_report(&report, args.json, text)
+}
+
+fn text(report: &GrpcReport) -> String {
+    let (l, u) = (&report.latency_ms, &report.usage);
+    format!(
+        "{:?} over {} connections x {} streams for {:.1} s\ncalls {}  errors {}  calls/s {:.0}  items/s {:.0}\n\
+         latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}\nserver cpu s {}  rss KiB {}\nbench cpu s {}",
+        report.rpc,
+        report.connections,
+        report.streams,
+        report.duration_s,
+        report.calls,
+        report.errors,
+        report.calls_per_s,
+        report.items_per_s,
+        l.p50,
+        l.p90,
+        l.p99,
+        l.max,
+        ms3(u.server_cpu_s),
+        opt(u.server_rss_kib),
+        ms3(u.bench_cpu_s),
+    )
 }
 
 async fn seed(

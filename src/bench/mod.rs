@@ -7,6 +7,7 @@
 
 pub mod grpc;
 pub mod trivial;
+pub mod usage;
 pub mod ws;
 
 use clap::{Args, Subcommand};
@@ -62,4 +63,18 @@ impl Percentiles {
 /// digits: small enough to keep one per connection.
 pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid histogram bounds")
+}
+
+/// Prints a report as one JSON object, or as text.
+pub fn print_report<T: serde::Serialize>(
+    report: &T,
+    json: bool,
+    text: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{}", text(report));
+    }
+    Ok(())
 }
