@@ -25,8 +25,7 @@ impl Deployment {
             .map(|i| Process::grpc_server(&format!("grpc-server-{i}"), Some(&redis), &[]))
             .collect();
         let ports: Vec<u16> = replicas.iter().map(|r| r.addr.port()).collect();
-        let (port, admin) = (free_port(), free_port());
-        let envoy = Envoy::start(&deploy_envoy_config(&ports, port, admin), port, admin).await;
+        let envoy = Envoy::start(|port, admin| deploy_envoy_config(&ports, port, admin)).await;
         Self {
             _redis: redis,
             replicas,

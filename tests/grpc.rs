@@ -1,64 +1,21 @@
-//! The gRPC UserService against real `rtchat grpc-server` processes, through
-//! the generated client and through `rtchat grpc-client`.
+//! The gRPC UserService, through the generated client and through `rtchat
+//! grpc-client`: in the test's runtime where only the protocol is tested,
+//! as a real `rtchat grpc-server` process where a signal or the log is.
+//! Several replicas: `grpc_replicas.rs`.
 
 #[macro_use]
 mod common;
 
+use common::grpc::*;
 use common::*;
 use futures_util::StreamExt;
-use rtchat::grpc::pb::user_service_client::UserServiceClient;
-use rtchat::grpc::pb::{
-    CreateUserRequest, Empty, UpdateUserRequest, UserRequest, UserResponse, UserUpdate,
-};
-use std::time::Duration;
+use rtchat::grpc::pb::{Empty, UpdateUserRequest, UserRequest};
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-
-async fn client(server: &Process) -> UserServiceClient<Channel> {
-    UserServiceClient::connect(server.grpc_url())
-        .await
-        .expect("connect")
-}
-
-fn create(name: &str, email: &str) -> CreateUserRequest {
-    CreateUserRequest {
-        name: name.into(),
-        email: email.into(),
-    }
-}
-
-async fn list(c: &mut UserServiceClient<Channel>) -> Vec<UserResponse> {
-    let stream = c.list_users(Empty {}).await.unwrap().into_inner();
-    stream.map(Result::unwrap).collect().await
-}
-
-async fn health(server: &Process) -> Result<ServingStatus, tonic::Status> {
-    let channel = Channel::from_shared(server.grpc_url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut h = HealthClient::new(channel);
-    let mut request = tonic::Request::new(HealthCheckRequest {
-        service: "userservice.UserService".into(),
-    });
-    request.set_timeout(Duration::from_secs(2));
-    Ok(h.check(request).await?.into_inner().status())
-}
-
-async fn next_update(stream: &mut tonic::Streaming<UserUpdate>) -> UserUpdate {
-    tokio::time::timeout(DEADLINE, stream.next())
-        .await
-        .expect("an update in time")
-        .expect("stream open")
-        .unwrap()
-}
 
 async fn every_rpc_and_error(with_redis: bool) {
     let redis = with_redis.then(Redis::start);
-    let server = Process::grpc_server("grpc-1", redis.as_ref(), &[]);
+    let server = Server::grpc("grpc-1", redis.as_ref(), &[]).await;
     let mut c = client(&server).await;
 
     let alice = c
@@ -188,7 +145,7 @@ async fn every_rpc_and_error(with_redis: bool) {
 
 async fn list_streams_many_users_in_order(with_redis: bool) {
     let redis = with_redis.then(Redis::start);
-    let server = Process::grpc_server("grpc-1", redis.as_ref(), &[]);
+    let server = Server::grpc("grpc-1", redis.as_ref(), &[]).await;
     let mut c = client(&server).await;
     // More than one store page (256), created concurrently.
     let creates = (0..600).map(|i| {
@@ -206,7 +163,7 @@ async fn list_streams_many_users_in_order(with_redis: bool) {
 
 async fn cli_prints_the_fixed_lines(with_redis: bool) {
     let redis = with_redis.then(Redis::start);
-    let server = Process::grpc_server("grpc-1", redis.as_ref(), &[]);
+    let server = Server::grpc("grpc-1", redis.as_ref(), &[]).await;
     let addr = server.grpc_url();
     assert_eq!(
         grpc_client(&addr, &["get", "1"]),
@@ -346,179 +303,3 @@ in_both_modes!(
     bearer_token_guards_the_service,
     sigterm_ends_streams_and_exits_cleanly,
 );
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_on_one_redis_agree() {
-    let redis = Redis::start();
-    let a = Process::grpc_server("grpc-a", Some(&redis), &[]);
-    let b = Process::grpc_server("grpc-b", Some(&redis), &[]);
-    let (mut ca, mut cb) = (client(&a).await, client(&b).await);
-    assert_eq!(
-        list(&mut ca).await.len(),
-        2,
-        "seeded once, not once per replica"
-    );
-
-    let made = ca
-        .create_user(create("Ann", "ann@example.com"))
-        .await
-        .unwrap()
-        .into_inner();
-    let read = cb
-        .get_user(UserRequest { id: made.id })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(made, read, "same id and created_at on the other replica");
-
-    let mut updates = ca
-        .subscribe_to_updates(Empty {})
-        .await
-        .unwrap()
-        .into_inner();
-    let creates = (0..50).map(|i| {
-        let mut c = if i % 2 == 0 { ca.clone() } else { cb.clone() };
-        async move {
-            c.create_user(create(&format!("P{i}"), &format!("p{i}@example.com")))
-                .await
-                .unwrap()
-                .into_inner()
-                .id
-        }
-    });
-    let mut ids = futures_util::future::join_all(creates).await;
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), 50, "50 distinct ids");
-
-    // Every creation, on either replica, reaches the subscriber on A.
-    let mut seen = std::collections::HashSet::new();
-    while seen.len() < 50 {
-        let update = next_update(&mut updates).await;
-        assert_eq!(update.action, "created");
-        seen.insert(update.user.unwrap().id);
-    }
-    assert_eq!(
-        seen.into_iter().collect::<std::collections::BTreeSet<_>>(),
-        ids.into_iter().collect()
-    );
-    assert_eq!(list(&mut cb).await.len(), 53);
-}
-
-/// Gap: a subscriber used to miss, silently, every update made while its
-/// replica's pub/sub connection was down. Now the replica reads them back
-/// from the update log and sends them in order (or, had the log lost some,
-/// would end the stream with UNAVAILABLE).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn updates_made_while_a_replica_was_cut_off_still_reach_its_subscribers() {
-    let redis = Redis::start();
-    let a = Process::grpc_server("grpc-a", Some(&redis), &[]);
-    let b = Process::grpc_server("grpc-b", Some(&redis), &[]);
-    let (mut ca, mut cb) = (client(&a).await, client(&b).await);
-    let mut updates = ca
-        .subscribe_to_updates(Empty {})
-        .await
-        .unwrap()
-        .into_inner();
-    // Proves the subscription is live before the cuts.
-    let first = cb
-        .create_user(create("First", "first@example.com"))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_update(&mut updates).await.user.unwrap(),
-        first.into_inner()
-    );
-
-    // Each cut is followed at once by a change through B, well inside the
-    // time A's subscriber takes to reconnect.
-    let mut made = Vec::new();
-    for i in 0..5 {
-        redis.kill_subscribers();
-        let user = cb
-            .create_user(create(&format!("Cut{i}"), &format!("cut{i}@example.com")))
-            .await
-            .unwrap()
-            .into_inner();
-        made.push(user);
-    }
-    let mut seen = Vec::new();
-    while seen.len() < made.len() {
-        match tokio::time::timeout(DEADLINE, updates.next()).await {
-            Ok(Some(Ok(update))) => seen.push(update.user.unwrap()),
-            Ok(Some(Err(status))) => {
-                panic!("the log holds every missed update, yet the stream ended: {status:?}")
-            }
-            Ok(None) => panic!("stream ended without an error"),
-            Err(_) => panic!("missed updates never arrived: got {seen:?} of {made:?}"),
-        }
-    }
-    assert_eq!(seen, made, "every update once, in order");
-    // And live updates flow again afterwards.
-    let after = ca
-        .create_user(create("After", "after@example.com"))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_update(&mut updates).await.user.unwrap(),
-        after.into_inner()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_outage_is_unavailable_then_recovers() {
-    let mut redis = Redis::start();
-    let a = Process::grpc_server("grpc-a", Some(&redis), &["--redis-timeout", "1s"]);
-    let b = Process::grpc_server("grpc-b", Some(&redis), &["--redis-timeout", "1s"]);
-    let (mut ca, mut cb) = (client(&a).await, client(&b).await);
-    ca.get_user(UserRequest { id: 1 }).await.unwrap();
-
-    redis.stop();
-    for server in [&a, &b] {
-        wait_for("health NOT_SERVING", DEADLINE, async || {
-            (health(server).await.ok() == Some(ServingStatus::NotServing)).then_some(())
-        })
-        .await;
-    }
-    for c in [&mut ca, &mut cb] {
-        let started = std::time::Instant::now();
-        let err = c.get_user(UserRequest { id: 1 }).await.unwrap_err();
-        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-        assert!(started.elapsed() < DEADLINE, "no hang");
-        assert_eq!(
-            c.create_user(create("Q", "q@example.com"))
-                .await
-                .unwrap_err()
-                .code(),
-            Code::Unavailable
-        );
-    }
-
-    redis.restart();
-    for server in [&a, &b] {
-        wait_for("health SERVING", DEADLINE, async || {
-            (health(server).await.ok() == Some(ServingStatus::Serving)).then_some(())
-        })
-        .await;
-    }
-    // Redis came back empty: a new store, seeded again.
-    for c in [&mut ca, &mut cb] {
-        let alice = wait_for("Alice after the restart", DEADLINE, async || {
-            c.get_user(UserRequest { id: 1 }).await.ok()
-        })
-        .await;
-        assert_eq!(alice.into_inner().name, "Alice");
-    }
-    let made = ca
-        .create_user(create("R", "r@example.com"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        cb.get_user(UserRequest { id: made.id })
-            .await
-            .unwrap()
-            .into_inner(),
-        made
-    );
-}

@@ -1,0 +1,62 @@
+//! The chat deployment of `deploy/` on loopback: replicas on stand-in
+//! addresses, found by nginx through a DNS stand-in, as under compose.
+
+use super::{
+    Client, DEADLINE, Nginx, Process, Redis, deploy_nginx_config, dns, free_port_on, wait_for,
+};
+
+/// Three ws-server replicas behind the repository's nginx config, found
+/// through a DNS stand-in as in compose, and a private Redis.
+pub struct ChatDeployment {
+    pub redis: Redis,
+    pub dns: dns::Dns,
+    pub ws_port: u16,
+    pub replicas: Vec<Process>,
+    pub nginx: Nginx,
+}
+
+/// Loopback addresses standing in for replica containers.
+pub const CHAT_IPS: [&str; 4] = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+
+impl ChatDeployment {
+    pub fn start() -> Self {
+        let redis = Redis::start();
+        let ws_port = free_port_on(&CHAT_IPS);
+        let replicas = (0..3).map(|i| chat_replica(&redis, i, ws_port)).collect();
+        let dns = dns::Dns::start();
+        dns.set(
+            "ws-server",
+            &CHAT_IPS[..3]
+                .iter()
+                .map(|ip| ip.parse().unwrap())
+                .collect::<Vec<std::net::Ipv4Addr>>(),
+        );
+        let nginx = Nginx::start(|port| deploy_nginx_config(dns.port, ws_port, port));
+        Self {
+            redis,
+            dns,
+            ws_port,
+            replicas,
+            nginx,
+        }
+    }
+
+    /// Connects through nginx until landing on the given replica.
+    pub async fn through_nginx_to(&self, server: &str) -> Client {
+        wait_for("nginx to route to the replica", DEADLINE, async || {
+            let c = Client::connect(&self.nginx.ws_url()).await;
+            (c.server == server).then_some(c)
+        })
+        .await
+    }
+}
+
+/// Replica `i` (server-<i+1>) on its stand-in address.
+pub fn chat_replica(redis: &Redis, i: usize, port: u16) -> Process {
+    let listen = format!("{}:{port}", CHAT_IPS[i]);
+    Process::ws_server(
+        &format!("server-{}", i + 1),
+        Some(redis),
+        &["--listen", &listen],
+    )
+}
