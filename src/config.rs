@@ -62,15 +62,6 @@ impl RedisArgs {
                 timeout: self.redis_timeout,
             })
     }
-
-    /// How the server shares state, for the start-up log line.
-    pub fn mode(&self) -> &'static str {
-        if self.redis_url.is_some() {
-            "redis"
-        } else {
-            "standalone"
-        }
-    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -220,6 +211,22 @@ pub struct GrpcServerArgs {
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+impl GrpcServerArgs {
+    /// The plain settings the server runs on.
+    pub fn settings(&self) -> crate::grpc::Settings {
+        crate::grpc::Settings {
+            id: self.id.clone(),
+            redis: self.redis.settings(),
+            auth_token: self.auth_token.clone(),
+            auth_token_file: self.auth_token_file.clone(),
+            request_timeout: self.request_timeout,
+            concurrency_limit: self.concurrency_limit,
+            keepalive_interval: self.keepalive_interval,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
 }
 
 /// Expands `{hostname}` in a replica id.

@@ -18,6 +18,15 @@ pub struct RedisSettings {
     pub timeout: Duration,
 }
 
+/// How a server shares state, for its start-up log line.
+pub fn mode(redis: Option<&RedisSettings>) -> &'static str {
+    if redis.is_some() {
+        "redis"
+    } else {
+        "standalone"
+    }
+}
+
 pub fn builder(redis: &RedisSettings) -> anyhow::Result<Builder> {
     let timeout = redis.timeout;
     let mut config =

@@ -42,18 +42,41 @@ const UPDATE_HISTORY: HistoryPolicy = HistoryPolicy {
     max_age: Duration::from_secs(3600),
 };
 
+/// What the server runs on, built from the flags by `crate::config`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This replica's name, for logs.
+    pub id: String,
+    /// `None`: standalone, users in memory.
+    pub redis: Option<crate::redis::RedisSettings>,
+    /// The static bearer token, or the file it is read from at start.
+    pub auth_token: Option<String>,
+    pub auth_token_file: Option<std::path::PathBuf>,
+    /// Longest a unary call may take.
+    pub request_timeout: Duration,
+    /// Calls served at once per client connection.
+    pub concurrency_limit: usize,
+    /// HTTP/2 ping interval to detect dead peers.
+    pub keepalive_interval: Duration,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_timeout: Duration,
+}
+
 pub async fn serve(args: GrpcServerArgs) -> anyhow::Result<()> {
     let listener = crate::process::listen(args.listen).await?;
-    run(listener, args, crate::shutdown::on_signal()).await
+    run(listener, args.settings(), crate::shutdown::on_signal()).await
 }
 
 pub async fn run(
     listener: TcpListener,
-    args: GrpcServerArgs,
+    settings: Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let token = auth::load_token(args.auth_token.clone(), args.auth_token_file.clone())?;
-    let redis = args.redis.settings();
+    let token = auth::load_token(
+        settings.auth_token.clone(),
+        settings.auth_token_file.clone(),
+    )?;
+    let redis = settings.redis.clone();
     let store: Arc<dyn UserStore> = match &redis {
         Some(redis) => Arc::new(store::redis::RedisStore::connect(redis).await?),
         None => Arc::new(store::memory::MemoryStore::default()),
@@ -79,8 +102,8 @@ pub async fn run(
     let users = InterceptedService::new(users, auth::BearerAuth::new(token));
 
     let addr = listener.local_addr()?;
-    let mode = args.redis.mode();
-    tracing::info!(%addr, id = %args.id, mode, "grpc-server listening");
+    let mode = crate::redis::mode(redis.as_ref());
+    tracing::info!(%addr, id = %settings.id, mode, "grpc-server listening");
 
     // Nagle off, as tonic does for the addresses it binds itself: a
     // response written while the previous one is unacknowledged would
@@ -88,9 +111,9 @@ pub async fn run(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let stopping = shutdown.clone();
     let server = tonic::transport::Server::builder()
-        .timeout(args.request_timeout)
-        .concurrency_limit_per_connection(args.concurrency_limit)
-        .http2_keepalive_interval(Some(args.keepalive_interval))
+        .timeout(settings.request_timeout)
+        .concurrency_limit_per_connection(settings.concurrency_limit)
+        .http2_keepalive_interval(Some(settings.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(tower_http::trace::TraceLayer::new_for_grpc()
             .make_span_with(|request: &axum::http::Request<_>| {
@@ -116,7 +139,7 @@ pub async fn run(
         result = &mut server => result.context("gRPC server failed")?,
         _ = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(args.shutdown_timeout).await;
+            tokio::time::sleep(settings.shutdown_timeout).await;
         } => tracing::warn!("shutdown timeout; dropping remaining calls"),
     }
     tracing::info!("grpc-server stopped");

@@ -125,11 +125,7 @@ pub async fn run(
         connections: TaskTracker::new(),
     }));
     let addr = listener.local_addr()?;
-    let mode = if settings.redis.is_some() {
-        "redis"
-    } else {
-        "standalone"
-    };
+    let mode = crate::redis::mode(settings.redis.as_ref());
     tracing::info!(%addr, id = %settings.hub.server_id, mode, "ws-server listening");
 
     axum::serve(

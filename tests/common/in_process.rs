@@ -50,8 +50,10 @@ impl Server {
         let Command::GrpcServer(args) = parse("grpc-server", id, redis, extra) else {
             unreachable!()
         };
-        Self::start(|listener, shutdown| tokio::spawn(rtchat::grpc::run(listener, args, shutdown)))
-            .await
+        Self::start(|listener, shutdown| {
+            tokio::spawn(rtchat::grpc::run(listener, args.settings(), shutdown))
+        })
+        .await
     }
 
     async fn start(
