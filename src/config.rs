@@ -93,6 +93,25 @@ pub struct WsServerArgs {
     /// How long shutdown waits for clients to be closed before exiting anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Socket.IO connection state recovery: `on` adds an offset as the
+    /// last argument of every `message` event (socket.io-client ignores
+    /// it; python-socketio handlers must accept it); `off` for clients that
+    /// cannot take it.
+    #[arg(long, env = "SOCKETIO_RECOVERY", value_enum, default_value_t = Switch::On)]
+    pub socketio_recovery: Switch,
+
+    /// How long a disconnected Socket.IO session can be recovered, on any
+    /// replica.
+    #[arg(long, env = "SOCKETIO_RECOVERY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub socketio_recovery_window: Duration,
+}
+
+/// A feature switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// Every bound a chat client can run into, with its default.
@@ -165,6 +184,10 @@ impl WsServerArgs {
                 max_connections: limits.max_connections,
                 ping_interval: limits.ping_interval,
                 ping_timeout: limits.ping_timeout,
+            },
+            socketio: crate::socketio::Settings {
+                recovery_window: (self.socketio_recovery == Switch::On)
+                    .then_some(self.socketio_recovery_window),
             },
             redis: self.redis.settings(),
             shutdown_timeout: self.shutdown_timeout,

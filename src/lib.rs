@@ -7,6 +7,7 @@
 //! - [`redis`]: Redis connection settings both servers share.
 //! - [`hub`]: a replica's rooms, behind every protocol door.
 //! - [`ws`]: the WebSocket chat server, its native door and its page.
+//! - [`socketio`]: the Socket.IO door onto the same hub.
 //! - [`grpc`]: the UserService server, its stores and the command-line client.
 //! - [`probe`]: the container health check.
 //! - [`bench`]: load generators behind `rtchat bench`.
@@ -24,4 +25,5 @@ pub mod probe;
 pub mod process;
 pub mod redis;
 pub mod shutdown;
+pub mod socketio;
 pub mod ws;

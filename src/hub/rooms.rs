@@ -51,6 +51,8 @@ pub struct RoomMessage {
     pub body: Utf8Bytes,
     /// The native door's frame, built by its first recipient.
     pub native: OnceLock<Utf8Bytes>,
+    /// The Socket.IO door's packet, likewise.
+    pub socketio: OnceLock<Utf8Bytes>,
 }
 
 impl RoomMessage {
@@ -65,6 +67,7 @@ impl RoomMessage {
             id,
             body: Utf8Bytes::try_from(body).ok()?,
             native: OnceLock::new(),
+            socketio: OnceLock::new(),
         })
     }
 }

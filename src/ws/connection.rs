@@ -302,7 +302,7 @@ impl Connection {
 }
 
 /// True for tungstenite's "frame or message over the configured size".
-fn is_capacity_error(err: &axum::Error) -> bool {
+pub(crate) fn is_capacity_error(err: &axum::Error) -> bool {
     use std::error::Error as _;
     let mut source = err.source();
     while let Some(inner) = source {

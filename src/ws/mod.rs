@@ -58,6 +58,7 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-sr
 pub struct Settings {
     pub hub: HubSettings,
     pub limits: Limits,
+    pub socketio: crate::socketio::Settings,
     /// `None`: standalone.
     pub redis: Option<RedisSettings>,
     /// How long shutdown waits for sockets to close.
@@ -70,6 +71,8 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub hub: Arc<Hub>,
+    /// The Socket.IO door's sessions and recovery store.
+    pub sio: crate::socketio::Door,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
@@ -92,6 +95,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/ws", get(upgrade))
+        .route(
+            "/socket.io/",
+            get(crate::socketio::get).post(crate::socketio::post),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -116,8 +123,11 @@ pub async fn run(
         metrics.clone(),
     )
     .await?;
+    let sio =
+        crate::socketio::Door::new(settings.socketio.clone(), settings.redis.as_ref()).await?;
     let state = AppState(Arc::new(Shared {
         hub,
+        sio,
         slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
         limits: settings.limits.clone(),
         metrics,
@@ -185,22 +195,25 @@ async fn upgrade(
     let Ok(slot) = state.slots.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
-    let frame_limit = state.limits.max_frame_bytes;
     let token = state.connections.token();
+    configure(ws, &state.limits).on_upgrade(move |socket| {
+        // A task of its own rather than axum's upgrade task, which
+        // would keep the upgrade's state beside ours for the
+        // connection's whole life.
+        let connections = state.connections.clone();
+        connections.spawn(connection::run(socket, state, peer, name, slot));
+        drop(token);
+        std::future::ready(())
+    })
+}
+
+/// Socket buffers and frame limits, the same for both doors.
+pub fn configure(ws: WebSocketUpgrade, limits: &Limits) -> WebSocketUpgrade {
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .max_frame_size(frame_limit)
-        .max_message_size(frame_limit)
-        .on_upgrade(move |socket| {
-            // A task of its own rather than axum's upgrade task, which
-            // would keep the upgrade's state beside ours for the
-            // connection's whole life.
-            let connections = state.connections.clone();
-            connections.spawn(connection::run(socket, state, peer, name, slot));
-            drop(token);
-            std::future::ready(())
-        })
+        .max_frame_size(limits.max_frame_bytes)
+        .max_message_size(limits.max_frame_bytes)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -1,0 +1,488 @@
+//! One Socket.IO client: a single task that owns its hub session, reads
+//! its packets from whichever transport carries them, writes what the hub
+//! queues, pings, and closes on shutdown, like the native connection.
+//!
+//! Polling sessions start with [`Link::Polling`]; when the client probes a
+//! WebSocket with the session's id, the probe is answered there, the
+//! pending poll is ended with a noop, and once the client sends `upgrade`
+//! the task carries on over the WebSocket with the same session.
+
+use super::packet::{Engine, engine};
+use super::polling::Polling;
+use super::{random_id, unknown_session};
+use crate::hub::{Outbound, RoomMessage, Session};
+use crate::ws::AppState;
+use crate::ws::limits::TokenBucket;
+use crate::ws::protocol::close;
+use axum::extract::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+/// How long a client may take to send its Socket.IO CONNECT (the Node
+/// server's `connectTimeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Frames written per flush when the queue has a backlog.
+const WRITE_BATCH: usize = 64;
+
+/// How long a close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The transport a session's packets travel on. Not boxed: the WebSocket
+/// is the long-lived case, and a box would only add an indirection to it.
+#[allow(clippy::large_enum_variant)]
+pub enum Link {
+    Ws(WebSocket),
+    Polling {
+        polling: Arc<Polling>,
+        inbound: flume::Receiver<String>,
+        upgrade: flume::Receiver<Upgrade>,
+    },
+}
+
+/// A WebSocket taking over a polling session.
+pub enum Upgrade {
+    /// The probe was answered: end the pending poll so the client can
+    /// finish the upgrade.
+    Probed,
+    /// The client sent `upgrade`: carry on over this socket.
+    Done(Box<WebSocket>),
+}
+
+/// `GET /socket.io/?transport=websocket`: a new session on a WebSocket, or
+/// the upgrade of the polling session `sid`.
+pub fn upgrade(
+    state: AppState,
+    peer: SocketAddr,
+    ws: WebSocketUpgrade,
+    sid: Option<String>,
+) -> Response {
+    let ws = crate::ws::configure(ws, &state.limits);
+    match sid {
+        None => {
+            if state.shutdown.is_cancelled() {
+                return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                    .into_response();
+            }
+            let Ok(slot) = state.slots.clone().try_acquire_owned() else {
+                return (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections",
+                )
+                    .into_response();
+            };
+            let token = state.connections.token();
+            ws.on_upgrade(move |socket| {
+                let connections = state.connections.clone();
+                connections.spawn(run(state, peer, random_id(), Link::Ws(socket), slot));
+                drop(token);
+                std::future::ready(())
+            })
+        }
+        Some(sid) => {
+            let Some(polling) = state.sio.polling.get(&sid) else {
+                return unknown_session();
+            };
+            let timeout = state.limits.ping_timeout;
+            ws.on_upgrade(move |socket| probe(socket, polling, timeout))
+        }
+    }
+}
+
+/// Answers the client's probe on the new socket, then hands the socket to
+/// the session's task once the client asks for the upgrade.
+async fn probe(mut socket: WebSocket, polling: Arc<Polling>, timeout: Duration) {
+    async fn next(socket: &mut WebSocket, timeout: Duration) -> Option<Utf8Bytes> {
+        match tokio::time::timeout(timeout, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => Some(text),
+            _ => None,
+        }
+    }
+    if next(&mut socket, timeout).await.as_deref() != Some(engine::PROBE) {
+        return;
+    }
+    if socket
+        .send(Message::Text(engine::PROBE_REPLY.into()))
+        .await
+        .is_err()
+        || polling.upgrade.send_async(Upgrade::Probed).await.is_err()
+    {
+        return;
+    }
+    if next(&mut socket, timeout).await.as_deref() == Some(engine::UPGRADE) {
+        let _ = polling
+            .upgrade
+            .send_async(Upgrade::Done(Box::new(socket)))
+            .await;
+    }
+}
+
+/// The session's task. `sid` is its Engine.IO id.
+pub fn run(
+    state: AppState,
+    peer: SocketAddr,
+    sid: String,
+    link: Link,
+    slot: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send + 'static {
+    let span = tracing::info_span!("sio", %sid, %peer);
+    let mut connection = Connection {
+        bucket: TokenBucket::new(state.limits.rate_limit, state.limits.rate_burst),
+        state,
+        sid,
+        link,
+        socket: None,
+    };
+    async move {
+        connection.state.metrics.connections.inc();
+        tracing::debug!("connected");
+        let end = connection.serve().await;
+        Box::pin(connection.finish(&end)).await;
+        drop(slot);
+        connection.state.metrics.connections.dec();
+        tracing::debug!(?end, "disconnected");
+    }
+    .instrument(span)
+}
+
+pub(super) struct Connection {
+    pub(super) state: AppState,
+    sid: String,
+    link: Link,
+    /// After the client's Socket.IO CONNECT: its hub session and more.
+    pub(super) socket: Option<Box<Connected>>,
+    pub(super) bucket: TokenBucket,
+}
+
+/// A client connected to the main namespace.
+pub(super) struct Connected {
+    pub session: Session,
+    pub queue: flume::Receiver<Outbound>,
+    /// The Socket.IO id: the member's `user`, kept across a recovery.
+    pub sid: String,
+    /// The private id recovery finds the session by; `None` with recovery
+    /// off.
+    pub pid: Option<String>,
+    /// Each joined room and the log position it was joined at, as saved.
+    pub rooms: Vec<(String, u64)>,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub(super) enum End {
+    /// The client said goodbye (Engine.IO close or Socket.IO disconnect):
+    /// nothing to recover.
+    Goodbye,
+    /// The transport went away: recoverable within the window.
+    Lost,
+    Shutdown,
+    TooSlow,
+    PingTimeout,
+    ConnectTimeout,
+    TooLarge,
+    Protocol(&'static str),
+}
+
+/// What woke the task.
+enum Wake {
+    Shutdown,
+    TooSlow,
+    Queued(Outbound),
+    Packet(String),
+    Closed(End),
+    Ignored,
+    Upgrade(Upgrade),
+    Heartbeat { unanswered: bool },
+    ConnectTimeout,
+}
+
+impl Connection {
+    async fn serve(&mut self) -> End {
+        if let Link::Ws(_) = self.link {
+            let open = super::open_packet(&self.state, &self.sid, false);
+            if let Err(end) = self.send(open).await {
+                return end;
+            }
+        }
+        let shutdown = self.state.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
+        let ping_interval = self.state.limits.ping_interval;
+        let heartbeat = tokio::time::sleep(ping_interval);
+        tokio::pin!(heartbeat);
+        let connect_by = tokio::time::sleep(CONNECT_TIMEOUT);
+        tokio::pin!(connect_by);
+        let mut ping_sent = false;
+        loop {
+            let wake = tokio::select! {
+                biased;
+                _ = &mut shutdown => Wake::Shutdown,
+                _ = too_slow(&self.socket) => Wake::TooSlow,
+                Some(item) = queued(&self.socket) => Wake::Queued(item),
+                wake = incoming(&mut self.link) => wake,
+                _ = &mut heartbeat => Wake::Heartbeat { unanswered: ping_sent },
+                _ = &mut connect_by, if self.socket.is_none() => Wake::ConnectTimeout,
+            };
+            match wake {
+                Wake::Packet(_) if ping_sent => {
+                    ping_sent = false;
+                    heartbeat
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + ping_interval);
+                }
+                Wake::Heartbeat { .. } => {
+                    ping_sent = true;
+                    heartbeat
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + self.state.limits.ping_timeout);
+                }
+                _ => {}
+            }
+            if let Err(end) = Box::pin(self.handle(wake)).await {
+                return end;
+            }
+        }
+    }
+
+    async fn handle(&mut self, wake: Wake) -> Result<(), End> {
+        match wake {
+            Wake::Shutdown => Err(End::Shutdown),
+            Wake::TooSlow => Err(End::TooSlow),
+            Wake::ConnectTimeout => Err(End::ConnectTimeout),
+            Wake::Closed(end) => Err(end),
+            Wake::Ignored => Ok(()),
+            Wake::Queued(item) => self.forward(item).await,
+            Wake::Heartbeat { unanswered: true } => Err(End::PingTimeout),
+            Wake::Heartbeat { unanswered: false } => {
+                if let Some(socket) = &self.socket
+                    && let (Some(pid), Some(window)) =
+                        (&socket.pid, self.state.sio.settings.recovery_window)
+                {
+                    self.state.sio.store.touch(pid, window).await;
+                }
+                self.send(engine::PING.into()).await
+            }
+            Wake::Upgrade(Upgrade::Probed) => self.send(engine::NOOP.into()).await,
+            Wake::Upgrade(Upgrade::Done(socket)) => self.upgraded(*socket).await,
+            Wake::Packet(text) => self.on_packet(&text).await,
+        }
+    }
+
+    /// Carries on over the WebSocket; what was queued for polling goes out
+    /// on it first.
+    async fn upgraded(&mut self, socket: WebSocket) -> Result<(), End> {
+        let old = std::mem::replace(&mut self.link, Link::Ws(socket));
+        if let Link::Polling { polling, .. } = old {
+            self.state.sio.polling.remove(&self.sid);
+            polling.closed.cancel();
+            for packet in polling.take() {
+                if packet != engine::NOOP {
+                    self.feed(packet.into()).await?;
+                }
+            }
+            self.flush().await?;
+        }
+        tracing::debug!("upgraded to WebSocket");
+        Ok(())
+    }
+
+    async fn on_packet(&mut self, text: &str) -> Result<(), End> {
+        match Engine::parse(text) {
+            Some(Engine::Message(data)) => self.on_message(data).await,
+            Some(Engine::Ping(data)) => self.send(format!("3{data}")).await,
+            Some(Engine::Pong | Engine::Noop | Engine::Upgrade) => Ok(()),
+            Some(Engine::Close) => Err(End::Goodbye),
+            None => Err(End::Protocol("not an Engine.IO packet")),
+        }
+    }
+
+    /// Writes one queued item and whatever else is already queued.
+    async fn forward(&mut self, first: Outbound) -> Result<(), End> {
+        let recovery = self.state.sio.settings.recovery_window.is_some();
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(item) = next.take() {
+            let socket = self.socket.as_mut().expect("queued only once connected");
+            if socket.session.admit(&item)
+                && let Outbound::Room(message) = &item
+            {
+                let frame = message_packet(message, recovery).clone();
+                self.feed(frame).await?;
+                written += 1;
+            }
+            if written < WRITE_BATCH {
+                next = self.socket.as_ref().and_then(|s| s.queue.try_recv().ok());
+            }
+        }
+        self.flush().await
+    }
+
+    pub(super) async fn send(&mut self, packet: String) -> Result<(), End> {
+        self.feed(packet.into()).await?;
+        self.flush().await
+    }
+
+    async fn feed(&mut self, packet: Utf8Bytes) -> Result<(), End> {
+        match &mut self.link {
+            Link::Ws(ws) => {
+                let too_slow = self.socket.as_ref().map(|s| s.session.too_slow().clone());
+                tokio::select! {
+                    biased;
+                    result = ws.feed(Message::Text(packet)) => result.map_err(|_| End::Lost),
+                    _ = cancelled(too_slow) => Err(End::TooSlow),
+                }
+            }
+            Link::Polling { polling, .. } => {
+                if polling.push(packet.to_string(), self.state.hub.settings().send_queue) {
+                    Ok(())
+                } else {
+                    Err(End::TooSlow)
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        match &mut self.link {
+            Link::Ws(ws) => {
+                let too_slow = self.socket.as_ref().map(|s| s.session.too_slow().clone());
+                tokio::select! {
+                    biased;
+                    result = ws.flush() => result.map_err(|_| End::Lost),
+                    _ = cancelled(too_slow) => Err(End::TooSlow),
+                }
+            }
+            Link::Polling { .. } => Ok(()),
+        }
+    }
+
+    /// Leaves the hub, saves (or forgets) the session, closes the transport.
+    async fn finish(&mut self, end: &End) {
+        if let End::Protocol(why) = end {
+            tracing::debug!(why, "closing on a protocol error");
+        }
+        if let Some(mut socket) = self.socket.take() {
+            let hub = self.state.hub.clone();
+            hub.leave_all(&mut socket.session).await;
+            if let (Some(pid), Some(window)) =
+                (&socket.pid, self.state.sio.settings.recovery_window)
+            {
+                match end {
+                    End::Goodbye => self.state.sio.store.forget(pid).await,
+                    // The window starts now.
+                    _ => save(&self.state, &socket, pid, window).await,
+                }
+            }
+        }
+        let (code, reason) = match end {
+            End::Shutdown => (close::GOING_AWAY, "server shutting down"),
+            End::TooSlow => (close::TRY_AGAIN_LATER, "too slow"),
+            End::PingTimeout => (close::PING_TIMEOUT, "ping timeout"),
+            End::TooLarge => (close::TOO_BIG, "payload too large"),
+            _ => (1000, "closed"),
+        };
+        match &mut self.link {
+            Link::Ws(ws) => {
+                let frame = Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }));
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.send(frame)).await;
+            }
+            Link::Polling { polling, .. } => {
+                polling.push(engine::CLOSE.into(), usize::MAX);
+                polling.closed.cancel();
+                self.state.sio.polling.remove(&self.sid);
+            }
+        }
+    }
+}
+
+/// Saves a session for recovery within `window`.
+pub(super) async fn save(state: &AppState, socket: &Connected, pid: &str, window: Duration) {
+    let saved = super::recovery::Saved {
+        sid: socket.sid.clone(),
+        name: socket.session.name().map(|n| n.as_str().to_owned()),
+        rooms: socket.rooms.clone(),
+    };
+    if let Err(err) = state.sio.store.save(pid, &saved, window).await {
+        tracing::warn!(%err, "could not save the session for recovery");
+    }
+}
+
+/// `42["message",{"id":"<id>",...},"<offset>"]`, built by the first
+/// Socket.IO recipient on this replica and shared by the others. The offset
+/// (the id again) is what socket.io-client presents on recovery.
+pub fn message_packet(message: &RoomMessage, recovery: bool) -> &Utf8Bytes {
+    message.socketio.get_or_init(|| {
+        let id = message.id;
+        let rest = message.body.strip_prefix('{').unwrap_or(&message.body);
+        let mut frame = format!(r#"42["message",{{"id":"{id}","#);
+        frame.push_str(rest);
+        if recovery {
+            use std::fmt::Write;
+            let _ = write!(frame, r#","{id}""#);
+        }
+        frame.push(']');
+        frame.into()
+    })
+}
+
+async fn too_slow(socket: &Option<Box<Connected>>) {
+    match socket {
+        Some(socket) => socket.session.too_slow().cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn queued(socket: &Option<Box<Connected>>) -> Option<Outbound> {
+    match socket {
+        Some(socket) => socket.queue.recv_async().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn cancelled(token: Option<tokio_util::sync::CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next thing the transport brings.
+async fn incoming(link: &mut Link) -> Wake {
+    match link {
+        Link::Ws(ws) => match ws.next().await {
+            Some(Ok(Message::Text(text))) => Wake::Packet(text.to_string()),
+            Some(Ok(Message::Binary(_))) => {
+                Wake::Closed(End::Protocol("binary frames are not supported"))
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Wake::Ignored,
+            Some(Ok(Message::Close(_))) | None => Wake::Closed(End::Lost),
+            Some(Err(err)) if crate::ws::connection::is_capacity_error(&err) => {
+                Wake::Closed(End::TooLarge)
+            }
+            Some(Err(_)) => Wake::Closed(End::Lost),
+        },
+        Link::Polling {
+            polling,
+            inbound,
+            upgrade,
+        } => tokio::select! {
+            packet = inbound.recv_async() => match packet {
+                Ok(packet) => Wake::Packet(packet),
+                Err(_) => Wake::Closed(End::Lost),
+            },
+            step = upgrade.recv_async() => match step {
+                Ok(step) => Wake::Upgrade(step),
+                Err(_) => Wake::Closed(End::Lost),
+            },
+            _ = polling.closed.cancelled() => Wake::Closed(End::Lost),
+        },
+    }
+}

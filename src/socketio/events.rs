@@ -1,0 +1,274 @@
+//! What the original's events do, as hub calls: the Socket.IO CONNECT
+//! (display name, recovery), `join_room`, `leave_room` and `message`.
+//!
+//! A refused event is answered through its ack callback when it has one
+//! (`{"error":{"code","message"}}`), else with an `error` event, with the
+//! native error codes.
+
+use super::connection::{Connected, Connection, End, save};
+use super::packet::{self, Packet, PacketError};
+use crate::hub::{DisplayName, ErrorCode, HubError, JoinRequest, RoomMessage, RoomName};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// A refusal as the client sees it.
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"code": self.code.as_str(), "message": self.message})
+    }
+}
+
+impl From<HubError> for Refusal {
+    fn from(err: HubError) -> Self {
+        Self::new(err.code(), err.to_string())
+    }
+}
+
+impl Connection {
+    /// A Socket.IO packet (the data of an Engine.IO `message`).
+    pub(super) async fn on_message(&mut self, data: &str) -> Result<(), End> {
+        if !self.bucket.try_take(Instant::now()) {
+            let limit = self.state.limits.rate_limit;
+            let refusal = Refusal::new(
+                ErrorCode::RateLimited,
+                format!("more than {limit} packets per second; packet dropped"),
+            );
+            return self.refuse(None, refusal).await;
+        }
+        let packet = match Packet::parse(data) {
+            Ok(packet) => packet,
+            Err(PacketError::Binary) => {
+                let refusal = Refusal::new(ErrorCode::BadFrame, PacketError::Binary.to_string());
+                return self.refuse(None, refusal).await;
+            }
+            Err(PacketError::Malformed) => return Err(End::Protocol("malformed Socket.IO packet")),
+        };
+        match packet {
+            Packet::Connect { namespace, auth } => self.connect(&namespace, auth).await,
+            Packet::Disconnect { namespace } if namespace == "/" => Err(End::Goodbye),
+            Packet::Disconnect { .. } | Packet::Ack => Ok(()),
+            Packet::Event { namespace, .. } if namespace != "/" => Ok(()),
+            Packet::Event { .. } if self.socket.is_none() => {
+                Err(End::Protocol("event before CONNECT"))
+            }
+            Packet::Event {
+                name, args, ack, ..
+            } => {
+                let outcome = match name.as_str() {
+                    "join_room" => self.join(args).await,
+                    "leave_room" => self.leave(args).await,
+                    "message" => self.publish(args).await,
+                    other => Err(Refusal::new(
+                        ErrorCode::UnknownType,
+                        format!("unknown event {other:?}"),
+                    )),
+                };
+                match (outcome, ack) {
+                    (Ok(reply), Some(id)) => self.send(packet::ack(id, &reply)).await,
+                    (Ok(_), None) => Ok(()),
+                    (Err(refusal), ack) => self.refuse(ack, refusal).await,
+                }
+            }
+        }
+    }
+
+    async fn refuse(&mut self, ack: Option<u64>, refusal: Refusal) -> Result<(), End> {
+        self.state.metrics.error(refusal.code);
+        tracing::debug!(code = refusal.code.as_str(), message = %refusal.message, "event refused");
+        let packet = match ack {
+            Some(id) => packet::ack(id, &json!({"error": refusal.to_json()})),
+            None => packet::event("error", &refusal.to_json()),
+        };
+        self.send(packet).await
+    }
+
+    /// The Socket.IO CONNECT: the main namespace only; `auth` may carry a
+    /// display name and, on a reconnect, the `pid` and `offset` recovery
+    /// needs.
+    async fn connect(&mut self, namespace: &str, auth: Value) -> Result<(), End> {
+        if namespace != "/" {
+            return self
+                .send(packet::connect_error(namespace, "Invalid namespace"))
+                .await;
+        }
+        if self.socket.is_some() {
+            return Ok(());
+        }
+        let name = match auth
+            .get("name")
+            .and_then(Value::as_str)
+            .map(DisplayName::parse)
+        {
+            None => None,
+            Some(Ok(name)) => Some(name),
+            Some(Err(why)) => return self.send(packet::connect_error("/", &why.0)).await,
+        };
+        let window = self.state.sio.settings.recovery_window;
+        if let (Some(window), Some(pid)) = (window, auth.get("pid").and_then(Value::as_str))
+            && let Some((socket, missed)) = self.recover(pid, &auth).await
+        {
+            let reply = packet::connect_reply(&socket.sid, socket.pid.as_deref());
+            save(&self.state, &socket, pid, window).await;
+            self.socket = Some(socket);
+            self.send(reply).await?;
+            for message in &missed {
+                let frame = super::connection::message_packet(message, true).clone();
+                self.send(frame.to_string()).await?;
+            }
+            tracing::debug!(missed = missed.len(), "session recovered");
+            return Ok(());
+        }
+        let sid = super::random_id();
+        let (session, queue) = self.state.hub.open(sid.clone(), name);
+        let pid = window.map(|_| super::random_id());
+        let socket = Box::new(Connected {
+            session,
+            queue,
+            sid,
+            pid,
+            rooms: Vec::new(),
+        });
+        if let (Some(pid), Some(window)) = (&socket.pid, window) {
+            save(&self.state, &socket, pid, window).await;
+        }
+        let reply = packet::connect_reply(&socket.sid, socket.pid.as_deref());
+        self.socket = Some(socket);
+        self.send(reply).await
+    }
+
+    /// The saved session `pid`, rejoined from where the client stopped:
+    /// every room back, with what it missed, or `None` (a fresh session
+    /// then) when any room's history no longer covers the gap.
+    async fn recover(
+        &mut self,
+        pid: &str,
+        auth: &Value,
+    ) -> Option<(Box<Connected>, Vec<RoomMessage>)> {
+        let saved = match self.state.sio.store.load(pid).await {
+            Ok(saved) => saved?,
+            Err(err) => {
+                tracing::warn!(%err, "could not load a session to recover");
+                return None;
+            }
+        };
+        let offset: u64 = auth
+            .get("offset")
+            .and_then(Value::as_str)
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        let name = saved
+            .name
+            .as_deref()
+            .and_then(|n| DisplayName::parse(n).ok());
+        let hub = self.state.hub.clone();
+        let (mut session, queue) = hub.open(saved.sid.clone(), name);
+        let max_len = self.state.limits.max_room_len;
+        let mut missed = Vec::new();
+        let mut rooms = Vec::new();
+        for (room, position) in &saved.rooms {
+            let Ok(name) = RoomName::parse(room, max_len) else {
+                continue;
+            };
+            // A message id the client had, or the point it joined at.
+            let since = offset.max(*position);
+            let request = JoinRequest {
+                since: Some(since),
+                ..JoinRequest::default()
+            };
+            match hub.join(&mut session, &name, request).await {
+                Ok(joined) if joined.recovered == Some(true) => {
+                    missed.extend(joined.replay);
+                    rooms.push((room.clone(), *position));
+                }
+                _ => {
+                    hub.leave_all(&mut session).await;
+                    return None;
+                }
+            }
+        }
+        missed.sort_by_key(|m| m.id);
+        let socket = Box::new(Connected {
+            session,
+            queue,
+            sid: saved.sid,
+            pid: Some(pid.to_owned()),
+            rooms,
+        });
+        Some((socket, missed))
+    }
+
+    fn room_arg(&self, args: &[Value]) -> Result<RoomName, Refusal> {
+        let Some(Value::String(room)) = args.first() else {
+            return Err(Refusal::new(
+                ErrorCode::InvalidRoom,
+                "the room must be a string",
+            ));
+        };
+        RoomName::parse(room, self.state.limits.max_room_len)
+            .map_err(|why| Refusal::new(ErrorCode::InvalidRoom, why.0))
+    }
+
+    async fn join(&mut self, args: Vec<Value>) -> Result<Value, Refusal> {
+        let room = self.room_arg(&args)?;
+        let hub = self.state.hub.clone();
+        let socket = self.socket.as_mut().expect("connected");
+        let already = socket.session.is_in(room.as_str());
+        let joined = hub
+            .join(&mut socket.session, &room, JoinRequest::default())
+            .await?;
+        if !already {
+            socket
+                .rooms
+                .push((room.as_str().to_owned(), joined.position));
+            self.saved().await;
+        }
+        Ok(json!({"room": room.as_str()}))
+    }
+
+    async fn leave(&mut self, args: Vec<Value>) -> Result<Value, Refusal> {
+        let room = self.room_arg(&args)?;
+        let hub = self.state.hub.clone();
+        let socket = self.socket.as_mut().expect("connected");
+        if hub.leave(&mut socket.session, room.as_str()).await {
+            socket.rooms.retain(|(name, _)| name != room.as_str());
+            self.saved().await;
+        }
+        Ok(json!({"room": room.as_str()}))
+    }
+
+    async fn publish(&mut self, args: Vec<Value>) -> Result<Value, Refusal> {
+        let Some(Value::Object(data)) = args.first() else {
+            return Err(Refusal::new(
+                ErrorCode::BadFrame,
+                "message takes {\"room\", \"message\"}",
+            ));
+        };
+        let room = self.room_arg(&[data.get("room").cloned().unwrap_or(Value::Null)])?;
+        let Some(Value::String(text)) = data.get("message") else {
+            return Err(Refusal::new(ErrorCode::BadFrame, "missing field `message`"));
+        };
+        let socket = self.socket.as_ref().expect("connected");
+        let id = self.state.hub.publish(&socket.session, &room, text).await?;
+        Ok(json!({"id": id.to_string()}))
+    }
+
+    /// Saves the session after a change of rooms, when recovery is on.
+    async fn saved(&mut self) {
+        let Some(socket) = &self.socket else { return };
+        if let (Some(pid), Some(window)) = (&socket.pid, self.state.sio.settings.recovery_window) {
+            save(&self.state, socket, pid, window).await;
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The Socket.IO door: Engine.IO 4 / Socket.IO 5 at `/socket.io/`, so the
+//! original's pages and clients (socket.io-client 4.x, python-socketio 5.x)
+//! reach the same hub as native clients: same rooms, ids, history and
+//! limits. Like the native door it only translates; the rules of a room
+//! are the hub's.
+//!
+//! - [`packet`]: Engine.IO and Socket.IO packets.
+//! - [`polling`]: the HTTP long-polling transport and its session registry.
+//! - [`connection`]: one client's task, on polling or WebSocket, and the
+//!   upgrade from one to the other.
+//! - [`events`]: what the original's events do, as hub calls.
+//! - [`recovery`]: session state saved for connection state recovery.
+
+pub mod connection;
+pub mod events;
+pub mod packet;
+pub mod polling;
+pub mod recovery;
+
+use crate::ws::AppState;
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use recovery::SessionStore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the door needs besides the hub and the native limits.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a disconnected session can be recovered; `None`: recovery
+    /// off (no offsets on events, for clients whose handlers cannot take
+    /// the extra argument).
+    pub recovery_window: Option<Duration>,
+}
+
+/// The door's shared state, one per replica.
+pub struct Door {
+    pub settings: Settings,
+    pub polling: polling::Registry,
+    pub store: Arc<dyn SessionStore>,
+}
+
+impl Door {
+    pub async fn new(
+        settings: Settings,
+        redis: Option<&crate::redis::RedisSettings>,
+    ) -> anyhow::Result<Self> {
+        let store: Arc<dyn SessionStore> = match redis {
+            Some(redis) => Arc::new(recovery::RedisStore::connect(redis).await?),
+            None => Arc::new(recovery::MemoryStore::default()),
+        };
+        Ok(Self {
+            settings,
+            polling: polling::Registry::default(),
+            store,
+        })
+    }
+}
+
+/// Engine.IO's query string.
+#[derive(Debug, serde::Deserialize)]
+pub struct EngineQuery {
+    #[serde(rename = "EIO")]
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+}
+
+/// Engine.IO's error body for a refused request.
+fn refuse(status: StatusCode, code: u8, message: &str) -> Response {
+    let body = serde_json::json!({"code": code, "message": message}).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn unknown_transport() -> Response {
+    refuse(StatusCode::BAD_REQUEST, 0, "Transport unknown")
+}
+
+fn unknown_session() -> Response {
+    refuse(StatusCode::BAD_REQUEST, 1, "Session ID unknown")
+}
+
+fn bad_request() -> Response {
+    refuse(StatusCode::BAD_REQUEST, 3, "Bad request")
+}
+
+/// `GET /socket.io/`: a polling handshake or poll, or a WebSocket (new, or
+/// the upgrade of a polling session).
+pub async fn get(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<EngineQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = ws.ok();
+    if query.eio.as_deref() != Some("4") {
+        return refuse(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version");
+    }
+    match (query.transport.as_deref(), query.sid, ws) {
+        (Some("websocket"), sid, Some(ws)) => connection::upgrade(state, peer, ws, sid),
+        (Some("websocket"), _, None) => bad_request(),
+        (Some("polling"), None, _) => polling::handshake(state, peer).await,
+        (Some("polling"), Some(sid), _) => polling::poll(state, &sid).await,
+        _ => unknown_transport(),
+    }
+}
+
+/// `POST /socket.io/`: packets of a polling session.
+pub async fn post(
+    State(state): State<AppState>,
+    Query(query): Query<EngineQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let _ = headers;
+    match (query.eio.as_deref(), query.transport.as_deref(), query.sid) {
+        (Some("4"), Some("polling"), Some(sid)) => polling::receive(state, &sid, body).await,
+        (Some("4"), Some("polling"), None) => bad_request(),
+        (Some("4"), _, _) => unknown_transport(),
+        _ => refuse(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version"),
+    }
+}
+
+/// The Engine.IO open packet: the session id, the upgrade on offer and
+/// the heartbeat and payload bounds the client must keep to.
+pub fn open_packet(state: &AppState, sid: &str, upgrades: bool) -> String {
+    let limits = &state.limits;
+    let open = serde_json::json!({
+        "sid": sid,
+        "upgrades": if upgrades { vec!["websocket"] } else { vec![] },
+        "pingInterval": limits.ping_interval.as_millis() as u64,
+        "pingTimeout": limits.ping_timeout.as_millis() as u64,
+        "maxPayload": limits.max_frame_bytes,
+    });
+    format!("0{open}")
+}
+
+/// A random id as Engine.IO makes them: 20 URL-safe characters.
+pub fn random_id() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(20)
+        .collect()
+}
