@@ -105,6 +105,13 @@ pub struct WsServerArgs {
     /// replica.
     #[arg(long, env = "SOCKETIO_RECOVERY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub socketio_recovery_window: Duration,
+
+    /// `host:port` the other replicas reach this one at, to forward Socket.IO
+    /// polling requests a balancer sent to the wrong replica. By default the
+    /// listening address, or, listening on all interfaces, the address of
+    /// the interface that routes to Redis.
+    #[arg(long, env = "ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
 }
 
 /// A feature switch.
@@ -188,6 +195,7 @@ impl WsServerArgs {
             socketio: crate::socketio::Settings {
                 recovery_window: (self.socketio_recovery == Switch::On)
                     .then_some(self.socketio_recovery_window),
+                advertise: self.advertise_addr.clone(),
             },
             redis: self.redis.settings(),
             shutdown_timeout: self.shutdown_timeout,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a clean machine: installs what the integration
-# tests start (redis-server, nginx, Chromium, Envoy, Python grpcio) when it
-# is missing,
+# tests start (redis-server, nginx, Chromium, Envoy, Python grpcio, the
+# official Socket.IO clients) when it is missing,
 # then runs every test. Tests start their own servers on free ports; nothing
 # here needs to be running beforehand.
 set -euo pipefail
@@ -27,6 +27,24 @@ pip() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
 if ! python3 -c "import grpc, grpc_tools" >/dev/null 2>&1; then
   echo "installing: grpcio grpcio-tools (PyPI)"
   pip "grpcio==1.60.0" "grpcio-tools==1.60.0"
+fi
+
+# The official Socket.IO clients the Socket.IO tests drive: socket.io-client
+# in Node (into target/tools/node) and python-socketio.
+command -v node >/dev/null || need_node=1
+if [ -n "${need_node:-}" ]; then
+  echo "installing: nodejs npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -f target/tools/node/node_modules/socket.io-client/package.json ]; then
+  echo "installing: socket.io-client 4.8.4 (npm)"
+  mkdir -p target/tools/node
+  npm install --prefix target/tools/node --no-audit --no-fund --silent socket.io-client@4.8.4
+fi
+if ! python3 -c "import socketio, websocket, requests" >/dev/null 2>&1; then
+  echo "installing: python-socketio 5.18.1 with its client extras (PyPI)"
+  pip "python-socketio[client]==5.18.1"
 fi
 
 # Real Envoy release builds, oldest and newest validated (tests/common keeps

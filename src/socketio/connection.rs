@@ -259,6 +259,9 @@ impl Connection {
             Wake::Queued(item) => self.forward(item).await,
             Wake::Heartbeat { unanswered: true } => Err(End::PingTimeout),
             Wake::Heartbeat { unanswered: false } => {
+                if let (Link::Polling { .. }, Some(relay)) = (&self.link, &self.state.sio.relay) {
+                    relay.claim(&self.sid).await;
+                }
                 if let Some(socket) = &self.socket
                     && let (Some(pid), Some(window)) =
                         (&socket.pid, self.state.sio.settings.recovery_window)
@@ -279,6 +282,9 @@ impl Connection {
         let old = std::mem::replace(&mut self.link, Link::Ws(socket));
         if let Link::Polling { polling, .. } = old {
             self.state.sio.polling.remove(&self.sid);
+            if let Some(relay) = &self.state.sio.relay {
+                relay.release(&self.sid).await;
+            }
             polling.closed.cancel();
             for packet in polling.take() {
                 if packet != engine::NOOP {
@@ -398,6 +404,9 @@ impl Connection {
                 polling.push(engine::CLOSE.into(), usize::MAX);
                 polling.closed.cancel();
                 self.state.sio.polling.remove(&self.sid);
+                if let Some(relay) = &self.state.sio.relay {
+                    relay.release(&self.sid).await;
+                }
             }
         }
     }

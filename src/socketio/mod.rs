@@ -10,16 +10,18 @@
 //!   upgrade from one to the other.
 //! - [`events`]: what the original's events do, as hub calls.
 //! - [`recovery`]: session state saved for connection state recovery.
+//! - [`relay`]: polling requests that reached another replica.
 
 pub mod connection;
 pub mod events;
 pub mod packet;
 pub mod polling;
 pub mod recovery;
+pub mod relay;
 
 use crate::ws::AppState;
-use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use recovery::SessionStore;
 use std::net::SocketAddr;
@@ -33,6 +35,8 @@ pub struct Settings {
     /// off (no offsets on events, for clients whose handlers cannot take
     /// the extra argument).
     pub recovery_window: Option<Duration>,
+    /// `host:port` other replicas reach this one at; derived when `None`.
+    pub advertise: Option<String>,
 }
 
 /// The door's shared state, one per replica.
@@ -40,21 +44,37 @@ pub struct Door {
     pub settings: Settings,
     pub polling: polling::Registry,
     pub store: Arc<dyn SessionStore>,
+    /// With Redis: forwards polling requests to the replica holding them.
+    pub relay: Option<relay::Relay>,
 }
 
 impl Door {
+    /// `listen`: where this replica accepts connections.
     pub async fn new(
         settings: Settings,
         redis: Option<&crate::redis::RedisSettings>,
+        listen: SocketAddr,
+        ping_interval: Duration,
     ) -> anyhow::Result<Self> {
-        let store: Arc<dyn SessionStore> = match redis {
-            Some(redis) => Arc::new(recovery::RedisStore::connect(redis).await?),
-            None => Arc::new(recovery::MemoryStore::default()),
+        let (store, relay): (Arc<dyn SessionStore>, _) = match redis {
+            Some(redis) => {
+                let advertised = match &settings.advertise {
+                    Some(addr) => addr.clone(),
+                    None => relay::advertised_address(listen, redis),
+                };
+                tracing::debug!(%advertised, "polling sessions are relayed to this address");
+                (
+                    Arc::new(recovery::RedisStore::connect(redis).await?),
+                    Some(relay::Relay::connect(redis, advertised, ping_interval).await?),
+                )
+            }
+            None => (Arc::new(recovery::MemoryStore::default()), None),
         };
         Ok(Self {
             settings,
             polling: polling::Registry::default(),
             store,
+            relay,
         })
     }
 }
@@ -92,17 +112,30 @@ pub async fn get(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<EngineQuery>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
-    let ws = ws.ok();
     if query.eio.as_deref() != Some("4") {
         return refuse(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version");
     }
-    match (query.transport.as_deref(), query.sid, ws) {
-        (Some("websocket"), sid, Some(ws)) => connection::upgrade(state, peer, ws, sid),
-        (Some("websocket"), _, None) => bad_request(),
-        (Some("polling"), None, _) => polling::handshake(state, peer).await,
-        (Some("polling"), Some(sid), _) => polling::poll(state, &sid).await,
+    match (query.transport.as_deref(), query.sid) {
+        (Some("websocket"), Some(sid)) if state.sio.polling.get(&sid).is_none() => {
+            match &state.sio.relay {
+                Some(relay) => relay
+                    .forward_upgrade(&sid, request)
+                    .await
+                    .unwrap_or_else(unknown_session),
+                None => unknown_session(),
+            }
+        }
+        (Some("websocket"), sid) => {
+            let (mut parts, _) = request.into_parts();
+            match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+                Ok(ws) => connection::upgrade(state, peer, ws, sid),
+                Err(_) => bad_request(),
+            }
+        }
+        (Some("polling"), None) => polling::handshake(state, peer).await,
+        (Some("polling"), Some(sid)) => polling::poll(state, &sid, request).await,
         _ => unknown_transport(),
     }
 }
@@ -111,12 +144,10 @@ pub async fn get(
 pub async fn post(
     State(state): State<AppState>,
     Query(query): Query<EngineQuery>,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    request: Request,
 ) -> Response {
-    let _ = headers;
     match (query.eio.as_deref(), query.transport.as_deref(), query.sid) {
-        (Some("4"), Some("polling"), Some(sid)) => polling::receive(state, &sid, body).await,
+        (Some("4"), Some("polling"), Some(sid)) => polling::receive(state, &sid, request).await,
         (Some("4"), Some("polling"), None) => bad_request(),
         (Some("4"), _, _) => unknown_transport(),
         _ => refuse(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version"),

@@ -116,6 +116,9 @@ pub async fn handshake(state: AppState, peer: SocketAddr) -> Response {
         .polling
         .lock()
         .insert(sid.clone(), polling.clone());
+    if let Some(relay) = &state.sio.relay {
+        relay.claim(&sid).await;
+    }
     let open = super::open_packet(&state, &sid, true);
     let link = Link::Polling {
         polling,
@@ -129,9 +132,9 @@ pub async fn handshake(state: AppState, peer: SocketAddr) -> Response {
 
 /// A GET: waits for packets (the task pings every interval, so it never
 /// waits longer), then hands over all of them.
-pub async fn poll(state: AppState, sid: &str) -> Response {
+pub async fn poll(state: AppState, sid: &str, request: axum::extract::Request) -> Response {
     let Some(polling) = state.sio.polling.get(sid) else {
-        return unknown_session();
+        return elsewhere(&state, sid, request).await;
     };
     use std::sync::atomic::Ordering;
     if polling.polling.swap(true, Ordering::SeqCst) {
@@ -166,10 +169,11 @@ pub async fn poll(state: AppState, sid: &str) -> Response {
 }
 
 /// A POST: the client's packets, at most `maxPayload` bytes in all.
-pub async fn receive(state: AppState, sid: &str, body: axum::body::Body) -> Response {
+pub async fn receive(state: AppState, sid: &str, request: axum::extract::Request) -> Response {
     let Some(polling) = state.sio.polling.get(sid) else {
-        return unknown_session();
+        return elsewhere(&state, sid, request).await;
     };
+    let body = request.into_body();
     let limit = state.limits.max_frame_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
@@ -189,6 +193,18 @@ pub async fn receive(state: AppState, sid: &str, body: axum::body::Body) -> Resp
         }
     }
     ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+}
+
+/// A request for a session another replica holds: forwarded there, or
+/// "Session ID unknown" when no replica holds it.
+async fn elsewhere(state: &AppState, sid: &str, request: axum::extract::Request) -> Response {
+    match &state.sio.relay {
+        Some(relay) => match relay.forward(sid, request).await {
+            Some(response) => response,
+            None => unknown_session(),
+        },
+        None => unknown_session(),
+    }
 }
 
 fn text(body: String) -> Response {

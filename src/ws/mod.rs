@@ -123,8 +123,13 @@ pub async fn run(
         metrics.clone(),
     )
     .await?;
-    let sio =
-        crate::socketio::Door::new(settings.socketio.clone(), settings.redis.as_ref()).await?;
+    let sio = crate::socketio::Door::new(
+        settings.socketio.clone(),
+        settings.redis.as_ref(),
+        listener.local_addr()?,
+        settings.limits.ping_interval,
+    )
+    .await?;
     let state = AppState(Arc::new(Shared {
         hub,
         sio,

@@ -16,6 +16,7 @@ pub mod nginx;
 pub mod process;
 pub mod python;
 pub mod redis;
+pub mod socketio;
 
 #[allow(unused_imports)]
 pub use chat::*;
@@ -33,6 +34,8 @@ pub use process::*;
 pub use python::*;
 #[allow(unused_imports)]
 pub use redis::*;
+#[allow(unused_imports)]
+pub use socketio::*;
 
 /// Runs each scenario `fn(with_redis: bool)` twice, as `standalone::name`
 /// (no Redis anywhere) and `with_redis::name` (a private Redis).
