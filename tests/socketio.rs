@@ -93,3 +93,111 @@ async fn official_clients_and_native_ones_share_a_room_across_replicas() {
         assert_eq!(seen[0][1], seen[0][0]["id"]);
     }
 }
+
+/// The replica a Socket.IO client is on: the `server` of its own message.
+async fn replica_of(client: &mut SioClient, room: &str) -> String {
+    client.emit_with_ack("message", json!([{"room": room, "message": "where am I"}]));
+    client.next_where(|l| l["ack"] == "message").await;
+    loop {
+        let args = client.message().await;
+        if args[0]["message"] == "where am I" {
+            return args[0]["server"].as_str().unwrap().to_owned();
+        }
+    }
+}
+
+/// Connection state recovery across replicas: the client's replica is
+/// SIGKILLed (it never sees its sockets close); the client reconnects
+/// through nginx to another one and gets its session, its room and every
+/// message it missed, once and in order, then live traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_survives_the_death_of_its_replica() {
+    let mut d = ChatDeployment::start();
+    let mut node = SioClient::node(&base(&d), json!({}));
+    assert_eq!(node.next("upgrade").await, "websocket");
+    let first = node.next("connect").await;
+    assert_eq!(first["recovered"], false);
+    node.emit_with_ack("join_room", json!(["general"]));
+    node.next("ack").await;
+    let server = replica_of(&mut node, "general").await;
+    let victim: usize = server
+        .trim_start_matches("server-")
+        .parse::<usize>()
+        .unwrap()
+        - 1;
+
+    d.replicas[victim].kill();
+    let mut sender = Client::connect(&d.replicas[(victim + 1) % 3].ws_url()).await;
+    let sent: Vec<String> = (0..10).map(|n| format!("missed {n}")).collect();
+    for text in &sent {
+        sender.say("general", text).await;
+    }
+
+    let again = node.next("connect").await;
+    assert_eq!(again["recovered"], true, "{again}");
+    assert_eq!(again["id"], first["id"], "the same Socket.IO id");
+    sender.say("general", "live").await;
+    assert_eq!(
+        node.texts_until("live").await,
+        sent,
+        "the 10 missed, once, in order"
+    );
+}
+
+/// Every limit is answered with the native error codes; nothing else
+/// changes for the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_answered_with_native_codes() {
+    let d = ChatDeployment::start();
+    let mut node = SioClient::node(&base(&d), json!({}));
+    node.next("connect").await;
+    let code_of = |line: &serde_json::Value| line["reply"]["error"]["code"].clone();
+
+    node.emit_with_ack(
+        "message",
+        json!([{"room": "general", "message": "x".repeat(5000)}]),
+    );
+    assert_eq!(
+        code_of(&node.next_where(|l| l["ack"] == "message").await),
+        "message_too_long"
+    );
+    node.emit_with_ack("join_room", json!(["no spaces"]));
+    assert_eq!(
+        code_of(&node.next_where(|l| l["ack"] == "join_room").await),
+        "invalid_room"
+    );
+    node.emit("join_room", json!([42]));
+    let error = node.next_where(|l| l["event"] == "error").await;
+    assert_eq!(
+        error["args"][0]["code"], "invalid_room",
+        "no ack: an error event"
+    );
+    node.emit("dance", json!([]));
+    let error = node.next_where(|l| l["event"] == "error").await;
+    assert_eq!(error["args"][0]["code"], "unknown_type");
+
+    // Still connected and served after all of that.
+    node.emit_with_ack("join_room", json!(["general"]));
+    assert_eq!(
+        node.next_where(|l| l["ack"] == "join_room").await["reply"]["room"],
+        "general"
+    );
+
+    // Namespaces other than the main one are refused.
+    let mut admin = SioClient::node(
+        &format!("{}/admin", base(&d)),
+        json!({"reconnection": false}),
+    );
+    assert_eq!(admin.next("connect_error").await, "Invalid namespace");
+
+    // Over maxPayload: the transport is closed, as for a native frame.
+    node.emit(
+        "message",
+        json!([{"room": "general", "message": "y".repeat(20_000)}]),
+    );
+    let reason = node.next("disconnect").await;
+    assert!(
+        reason == "transport close" || reason == "transport error",
+        "{reason}"
+    );
+}
