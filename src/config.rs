@@ -112,6 +112,13 @@ pub struct WsServerArgs {
     /// the interface that routes to Redis.
     #[arg(long, env = "ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
+
+    /// Comma-separated origins whose pages may connect (WebSocket upgrades
+    /// on both doors, Socket.IO polling with CORS), or `*` for any. The
+    /// server's own origin is always allowed; requests without an Origin
+    /// header (not browsers) are never refused for it.
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: crate::ws::origins::AllowedOrigins,
 }
 
 /// A feature switch.
@@ -197,6 +204,7 @@ impl WsServerArgs {
                     .then_some(self.socketio_recovery_window),
                 advertise: self.advertise_addr.clone(),
             },
+            origins: self.allowed_origins.clone(),
             redis: self.redis.settings(),
             shutdown_timeout: self.shutdown_timeout,
         }

@@ -154,6 +154,26 @@ pub async fn post(
     }
 }
 
+/// `OPTIONS /socket.io/`: a CORS preflight (the origin check already
+/// passed; its headers are added on the way out).
+pub async fn preflight(headers: axum::http::HeaderMap) -> Response {
+    let asked = headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or(axum::http::HeaderValue::from_static("content-type"));
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                axum::http::HeaderValue::from_static("GET, POST, OPTIONS"),
+            ),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, asked),
+        ],
+    )
+        .into_response()
+}
+
 /// The Engine.IO open packet: the session id, the upgrade on offer and
 /// the heartbeat and payload bounds the client must keep to.
 pub fn open_packet(state: &AppState, sid: &str, upgrades: bool) -> String {

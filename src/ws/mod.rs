@@ -11,10 +11,12 @@
 //! - [`cmd`]: what each client frame does, as hub calls.
 //! - [`protocol`]: the frames, their validation and the close codes.
 //! - [`limits`]: the door's own bounds and the rate limiter.
+//! - [`origins`]: which pages may connect, on both doors.
 
 pub mod cmd;
 pub mod connection;
 pub mod limits;
+pub mod origins;
 pub mod protocol;
 
 use crate::config::WsServerArgs;
@@ -59,6 +61,8 @@ pub struct Settings {
     pub hub: HubSettings,
     pub limits: Limits,
     pub socketio: crate::socketio::Settings,
+    /// Pages allowed to connect, besides the server's own.
+    pub origins: origins::AllowedOrigins,
     /// `None`: standalone.
     pub redis: Option<RedisSettings>,
     /// How long shutdown waits for sockets to close.
@@ -71,6 +75,7 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub hub: Arc<Hub>,
+    pub origins: origins::AllowedOrigins,
     /// The Socket.IO door's sessions and recovery store.
     pub sio: crate::socketio::Door,
     pub limits: Limits,
@@ -92,13 +97,22 @@ impl std::ops::Deref for AppState {
 }
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(page))
+    // The two doors, behind the origin check.
+    let doors = Router::new()
         .route("/ws", get(upgrade))
         .route(
             "/socket.io/",
-            get(crate::socketio::get).post(crate::socketio::post),
+            get(crate::socketio::get)
+                .post(crate::socketio::post)
+                .options(crate::socketio::preflight),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_origin,
+        ));
+    Router::new()
+        .route("/", get(page))
+        .merge(doors)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -132,6 +146,7 @@ pub async fn run(
     .await?;
     let state = AppState(Arc::new(Shared {
         hub,
+        origins: settings.origins.clone(),
         sio,
         slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
         limits: settings.limits.clone(),
@@ -210,6 +225,23 @@ async fn upgrade(
         drop(token);
         std::future::ready(())
     })
+}
+
+/// Refuses pages from origins not allowed (403), and adds CORS headers for
+/// allowed ones.
+async fn check_origin(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !state.origins.allows(request.headers()) {
+        tracing::debug!(origin = ?request.headers().get(header::ORIGIN), "origin refused");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let cors = state.origins.cors(request.headers());
+    let mut response = next.run(request).await;
+    response.headers_mut().extend(cors);
+    response
 }
 
 /// Socket buffers and frame limits, the same for both doors.
