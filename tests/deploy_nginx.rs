@@ -72,7 +72,7 @@ async fn a_killed_replica_moves_its_clients_without_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_replica_gets_traffic_without_touching_nginx() {
     let d = ChatDeployment::start();
-    let added = chat_replica(&d.redis, 3, d.ws_port);
+    let added = chat_replica(&d.redis, 3, d.ws_port, &[]);
     d.dns.set(
         "ws-server",
         &CHAT_IPS

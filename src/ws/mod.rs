@@ -240,7 +240,11 @@ async fn check_origin(
     }
     let cors = state.origins.cors(request.headers());
     let mut response = next.run(request).await;
-    response.headers_mut().extend(cors);
+    // Insert, not append: a response relayed from another replica has them
+    // already, and a repeated Access-Control-Allow-Origin is refused.
+    for (name, value) in cors {
+        response.headers_mut().insert(name, value);
+    }
     response
 }
 

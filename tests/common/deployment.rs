@@ -20,9 +20,16 @@ pub const CHAT_IPS: [&str; 4] = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0
 
 impl ChatDeployment {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With `extra` flags on every replica.
+    pub fn start_with(extra: &[&str]) -> Self {
         let redis = Redis::start();
         let ws_port = free_port_on(&CHAT_IPS);
-        let replicas = (0..3).map(|i| chat_replica(&redis, i, ws_port)).collect();
+        let replicas = (0..3)
+            .map(|i| chat_replica(&redis, i, ws_port, extra))
+            .collect();
         let dns = dns::Dns::start();
         dns.set(
             "ws-server",
@@ -52,11 +59,9 @@ impl ChatDeployment {
 }
 
 /// Replica `i` (server-<i+1>) on its stand-in address.
-pub fn chat_replica(redis: &Redis, i: usize, port: u16) -> Process {
+pub fn chat_replica(redis: &Redis, i: usize, port: u16, extra: &[&str]) -> Process {
     let listen = format!("{}:{port}", CHAT_IPS[i]);
-    Process::ws_server(
-        &format!("server-{}", i + 1),
-        Some(redis),
-        &["--listen", &listen],
-    )
+    let mut args = vec!["--listen", &listen];
+    args.extend(extra);
+    Process::ws_server(&format!("server-{}", i + 1), Some(redis), &args)
 }

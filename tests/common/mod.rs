@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod chat;
 pub mod deployment;
 pub mod dns;
@@ -13,11 +14,14 @@ pub mod envoy;
 pub mod grpc;
 pub mod in_process;
 pub mod nginx;
+pub mod original;
 pub mod process;
 pub mod python;
 pub mod redis;
 pub mod socketio;
 
+#[allow(unused_imports)]
+pub use browser::*;
 #[allow(unused_imports)]
 pub use chat::*;
 #[allow(unused_imports)]

@@ -1,0 +1,115 @@
+//! The original's chat page, unchanged but for its CDN script and server
+//! URL, in headless Chromium, against three replicas and a private Redis
+//! behind the repository's nginx config: it chats with native clients on
+//! other replicas, and only from an allowed origin.
+
+mod common;
+
+use common::original::PageServer;
+use common::*;
+use serde_json::Value;
+
+async fn js(page: &Browser, script: &str) -> Value {
+    page.execute(script, vec![]).await.unwrap()
+}
+
+async fn lines(page: &Browser) -> Vec<String> {
+    let mut out = Vec::new();
+    for div in page.find_all(Locator::Css("#messages div")).await.unwrap() {
+        out.push(div.text().await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_page_chats_with_native_clients_from_an_allowed_origin() {
+    let good = PageServer::start().await;
+    let bad = PageServer::start().await;
+    let d = ChatDeployment::start_with(&["--allowed-origins", &good.origin()]);
+    let html = original::page("/socket.io.min.js", &d.nginx.url(""));
+    good.show(html.clone());
+    bad.show(html);
+    let driver = Driver::start();
+    let (page, stranger) = (driver.browser(1).await, driver.browser(2).await);
+
+    page.goto(&good.url()).await.unwrap();
+    wait_for("the page to connect", DEADLINE, async || {
+        (js(&page, "return socket.connected;").await == Value::Bool(true)).then_some(())
+    })
+    .await;
+    // Its join was buffered until connected; a message from a native client
+    // on each replica shows up once the join has landed.
+    let mut native = Client::connect(&d.replicas[1].ws_url()).await;
+    native.join("general").await;
+    let mut n = 0;
+    wait_for("the page to be in the room", DEADLINE, async || {
+        n += 1;
+        native.say("general", &format!("probe {n}")).await;
+        let shown = lines(&page).await;
+        shown.iter().any(|l| l.contains("probe")).then_some(())
+    })
+    .await;
+
+    // Typed on the page: every native member gets it, from the page's user.
+    let input = page.find(Locator::Id("message-input")).await.unwrap();
+    input.send_keys("hola desde la página").await.unwrap();
+    page.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let frame = native.recv_type("message").await;
+    let from_page = loop {
+        let frame = if frame["message"].as_str().unwrap().starts_with("probe") {
+            native.recv_type("message").await
+        } else {
+            break frame;
+        };
+        if frame["message"] == "hola desde la página" {
+            break frame;
+        }
+    };
+    assert_eq!(from_page["message"], "hola desde la página");
+    let page_id = js(&page, "return socket.id;").await;
+    assert_eq!(
+        from_page["user"], page_id,
+        "the page's socket id is its user"
+    );
+
+    native.say("general", "hola página").await;
+    wait_for("the native message on the page", DEADLINE, async || {
+        let shown = lines(&page).await;
+        shown
+            .iter()
+            .any(|l| l.ends_with("hola página"))
+            .then_some(())
+    })
+    .await;
+    let shown = lines(&page).await;
+    assert_eq!(
+        shown
+            .iter()
+            .filter(|l| l.ends_with("hola desde la página"))
+            .count(),
+        1
+    );
+
+    // The same page from an origin not allowed never connects.
+    stranger.goto(&bad.url()).await.unwrap();
+    let refused = |r: &Process| {
+        r.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("origin refused") && l.contains(&bad.origin()))
+    };
+    wait_for("the stranger's page to be refused", DEADLINE, async || {
+        d.replicas.iter().any(refused).then_some(())
+    })
+    .await;
+    assert_eq!(
+        js(&stranger, "return socket.connected;").await,
+        Value::Bool(false)
+    );
+}
