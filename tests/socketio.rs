@@ -201,3 +201,60 @@ async fn limits_are_answered_with_native_codes() {
         "{reason}"
     );
 }
+
+/// The original's own nginx config (ip_hash, `location /socket.io/`,
+/// `Connection "upgrade"` on every request, `Host $host` without the port)
+/// in front of rtchat replicas, as users who keep theirs will run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_originals_nginx_config() {
+    let redis = Redis::start();
+    let port = free_port_on(&CHAT_IPS);
+    let replicas: Vec<Process> = (0..3).map(|i| chat_replica(&redis, i, port, &[])).collect();
+    let upstreams: Vec<String> = (0..3).map(|i| format!("{}:{port}", CHAT_IPS[i])).collect();
+    let nginx = Nginx::start(|listen| original::nginx_config(&upstreams, listen));
+    let url = nginx.url("");
+
+    let mut node = SioClient::node(&url, json!({}));
+    assert_eq!(node.next("open").await, "polling");
+    assert_eq!(node.next("upgrade").await, "websocket");
+    node.next("connect").await;
+    node.emit_with_ack("join_room", json!(["general"]));
+    node.next("ack").await;
+    let mut python = SioClient::python(&url, json!({}));
+    python.next("connect").await;
+    python.emit_with_ack("join_room", json!(["general"]));
+    python.next("ack").await;
+    // A native client on a replica the balancer may not use for them.
+    let mut native = Client::connect(&replicas[2].ws_url()).await;
+    native.join("general").await;
+
+    node.emit(
+        "message",
+        json!([{"room": "general", "message": "from node"}]),
+    );
+    python.emit(
+        "message",
+        json!([{"room": "general", "message": "from python"}]),
+    );
+    let texts: BTreeSet<String> = native
+        .messages(2)
+        .await
+        .iter()
+        .map(|m| m["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        BTreeSet::from(["from node".to_owned(), "from python".to_owned()])
+    );
+    native.say("general", "from native").await;
+    native.say("general", "end").await;
+    for client in [&mut node, &mut python] {
+        let mut seen = client.texts_until("end").await;
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["from native", "from node", "from python"],
+            "each once"
+        );
+    }
+}

@@ -209,6 +209,7 @@ impl Hub {
         };
         if is_new {
             session.rooms.insert(name.clone());
+            session.set_joined_at(&name, replay.position);
             self.rooms.note_position(&name, replay.position);
         }
         if request.presence {

@@ -44,6 +44,22 @@ impl Session {
         self.rooms.find(room).is_some()
     }
 
+    /// Every room the session is in, with the position it joined it at.
+    pub fn positions(&self) -> Vec<(String, u64)> {
+        self.rooms
+            .0
+            .iter()
+            .map(|(name, joined)| (name.as_str().to_owned(), joined.joined_at))
+            .collect()
+    }
+
+    /// Keeps an earlier join position for a room rejoined on recovery.
+    pub fn set_joined_at(&mut self, room: &RoomName, position: u64) {
+        if let Some(joined) = self.rooms.get_mut(room) {
+            joined.joined_at = position;
+        }
+    }
+
     /// Whether a queued item goes out to this client: `false` when it
     /// already has the message (replayed) or left the room meanwhile.
     /// Moves the room's position on.
@@ -78,6 +94,9 @@ pub(super) struct Joined {
     pub last: u64,
     /// Whether it asked for member_joined / member_left events.
     pub events: bool,
+    /// The room's log position when the session joined it: where a resume
+    /// that knows nothing newer starts.
+    pub joined_at: u64,
 }
 
 impl JoinedRooms {

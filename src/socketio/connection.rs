@@ -24,10 +24,6 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-/// How long a client may take to send its Socket.IO CONNECT (the Node
-/// server's `connectTimeout`).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
-
 /// Frames written per flush when the queue has a backlog.
 const WRITE_BATCH: usize = 64;
 
@@ -138,6 +134,7 @@ pub fn run(
         sid,
         link,
         socket: None,
+        pinged: false,
     };
     async move {
         connection.state.metrics.connections.inc();
@@ -158,19 +155,18 @@ pub(super) struct Connection {
     /// After the client's Socket.IO CONNECT: its hub session and more.
     pub(super) socket: Option<Box<Connected>>,
     pub(super) bucket: TokenBucket,
+    /// A heartbeat went out: a client still not connected at the next one
+    /// has had a whole ping interval to send its CONNECT.
+    pinged: bool,
 }
 
 /// A client connected to the main namespace.
 pub(super) struct Connected {
     pub session: Session,
     pub queue: flume::Receiver<Outbound>,
-    /// The Socket.IO id: the member's `user`, kept across a recovery.
-    pub sid: String,
     /// The private id recovery finds the session by; `None` with recovery
-    /// off.
+    /// off. (The Socket.IO id is the session's `user`.)
     pub pid: Option<String>,
-    /// Each joined room and the log position it was joined at, as saved.
-    pub rooms: Vec<(String, u64)>,
 }
 
 /// Why a session ended.
@@ -199,7 +195,6 @@ enum Wake {
     Ignored,
     Upgrade(Upgrade),
     Heartbeat { unanswered: bool },
-    ConnectTimeout,
 }
 
 impl Connection {
@@ -215,8 +210,6 @@ impl Connection {
         let ping_interval = self.state.limits.ping_interval;
         let heartbeat = tokio::time::sleep(ping_interval);
         tokio::pin!(heartbeat);
-        let connect_by = tokio::time::sleep(CONNECT_TIMEOUT);
-        tokio::pin!(connect_by);
         let mut ping_sent = false;
         loop {
             let wake = tokio::select! {
@@ -226,7 +219,6 @@ impl Connection {
                 Some(item) = queued(&self.socket) => Wake::Queued(item),
                 wake = incoming(&mut self.link) => wake,
                 _ = &mut heartbeat => Wake::Heartbeat { unanswered: ping_sent },
-                _ = &mut connect_by, if self.socket.is_none() => Wake::ConnectTimeout,
             };
             match wake {
                 Wake::Packet(_) if ping_sent => {
@@ -253,12 +245,17 @@ impl Connection {
         match wake {
             Wake::Shutdown => Err(End::Shutdown),
             Wake::TooSlow => Err(End::TooSlow),
-            Wake::ConnectTimeout => Err(End::ConnectTimeout),
             Wake::Closed(end) => Err(end),
             Wake::Ignored => Ok(()),
             Wake::Queued(item) => self.forward(item).await,
             Wake::Heartbeat { unanswered: true } => Err(End::PingTimeout),
+            // No CONNECT by the first heartbeat: a client that opened a
+            // transport and nothing else.
+            Wake::Heartbeat { .. } if self.socket.is_none() && self.pinged => {
+                Err(End::ConnectTimeout)
+            }
             Wake::Heartbeat { unanswered: false } => {
+                self.pinged = true;
                 if let (Link::Polling { .. }, Some(relay)) = (&self.link, &self.state.sio.relay) {
                     relay.claim(&self.sid).await;
                 }
@@ -335,15 +332,15 @@ impl Connection {
     }
 
     async fn feed(&mut self, packet: Utf8Bytes) -> Result<(), End> {
+        let too_slow = self.socket.as_ref().map(|s| s.session.too_slow());
         match &mut self.link {
-            Link::Ws(ws) => {
-                let too_slow = self.socket.as_ref().map(|s| s.session.too_slow().clone());
-                tokio::select! {
-                    biased;
-                    result = ws.feed(Message::Text(packet)) => result.map_err(|_| End::Lost),
-                    _ = cancelled(too_slow) => Err(End::TooSlow),
-                }
-            }
+            // The write is polled first: one that completes at once (the
+            // usual case) never registers with the token.
+            Link::Ws(ws) => tokio::select! {
+                biased;
+                result = ws.feed(Message::Text(packet)) => result.map_err(|_| End::Lost),
+                _ = cancelled(too_slow) => Err(End::TooSlow),
+            },
             Link::Polling { polling, .. } => {
                 if polling.push(packet.to_string(), self.state.hub.settings().send_queue) {
                     Ok(())
@@ -355,15 +352,13 @@ impl Connection {
     }
 
     async fn flush(&mut self) -> Result<(), End> {
+        let too_slow = self.socket.as_ref().map(|s| s.session.too_slow());
         match &mut self.link {
-            Link::Ws(ws) => {
-                let too_slow = self.socket.as_ref().map(|s| s.session.too_slow().clone());
-                tokio::select! {
-                    biased;
-                    result = ws.flush() => result.map_err(|_| End::Lost),
-                    _ = cancelled(too_slow) => Err(End::TooSlow),
-                }
-            }
+            Link::Ws(ws) => tokio::select! {
+                biased;
+                result = ws.flush() => result.map_err(|_| End::Lost),
+                _ = cancelled(too_slow) => Err(End::TooSlow),
+            },
             Link::Polling { .. } => Ok(()),
         }
     }
@@ -416,9 +411,9 @@ impl Connection {
 /// Saves a session for recovery within `window`.
 pub(super) async fn save(state: &AppState, socket: &Connected, pid: &str, window: Duration) {
     let saved = super::recovery::Saved {
-        sid: socket.sid.clone(),
+        sid: socket.session.user().to_owned(),
         name: socket.session.name().map(|n| n.as_str().to_owned()),
-        rooms: socket.rooms.clone(),
+        rooms: socket.session.positions(),
     };
     if let Err(err) = state.sio.store.save(pid, &saved, window).await {
         tracing::warn!(%err, "could not save the session for recovery");
@@ -457,7 +452,7 @@ async fn queued(socket: &Option<Box<Connected>>) -> Option<Outbound> {
     }
 }
 
-async fn cancelled(token: Option<tokio_util::sync::CancellationToken>) {
+async fn cancelled(token: Option<&tokio_util::sync::CancellationToken>) {
     match token {
         Some(token) => token.cancelled().await,
         None => std::future::pending().await,
@@ -479,20 +474,30 @@ async fn incoming(link: &mut Link) -> Wake {
             }
             Some(Err(_)) => Wake::Closed(End::Lost),
         },
+        // Boxed: only polling sessions pay for its state, not the many
+        // idle WebSockets.
         Link::Polling {
             polling,
             inbound,
             upgrade,
-        } => tokio::select! {
-            packet = inbound.recv_async() => match packet {
-                Ok(packet) => Wake::Packet(packet),
-                Err(_) => Wake::Closed(End::Lost),
-            },
-            step = upgrade.recv_async() => match step {
-                Ok(step) => Wake::Upgrade(step),
-                Err(_) => Wake::Closed(End::Lost),
-            },
-            _ = polling.closed.cancelled() => Wake::Closed(End::Lost),
+        } => Box::pin(polled(polling, inbound, upgrade)).await,
+    }
+}
+
+async fn polled(
+    polling: &Polling,
+    inbound: &flume::Receiver<String>,
+    upgrade: &flume::Receiver<Upgrade>,
+) -> Wake {
+    tokio::select! {
+        packet = inbound.recv_async() => match packet {
+            Ok(packet) => Wake::Packet(packet),
+            Err(_) => Wake::Closed(End::Lost),
         },
+        step = upgrade.recv_async() => match step {
+            Ok(step) => Wake::Upgrade(step),
+            Err(_) => Wake::Closed(End::Lost),
+        },
+        _ = polling.closed.cancelled() => Wake::Closed(End::Lost),
     }
 }

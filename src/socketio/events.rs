@@ -119,7 +119,7 @@ impl Connection {
         if let (Some(window), Some(pid)) = (window, auth.get("pid").and_then(Value::as_str))
             && let Some((socket, missed)) = self.recover(pid, &auth).await
         {
-            let reply = packet::connect_reply(&socket.sid, socket.pid.as_deref());
+            let reply = packet::connect_reply(socket.session.user(), socket.pid.as_deref());
             save(&self.state, &socket, pid, window).await;
             self.socket = Some(socket);
             self.send(reply).await?;
@@ -136,14 +136,12 @@ impl Connection {
         let socket = Box::new(Connected {
             session,
             queue,
-            sid,
             pid,
-            rooms: Vec::new(),
         });
         if let (Some(pid), Some(window)) = (&socket.pid, window) {
             save(&self.state, &socket, pid, window).await;
         }
-        let reply = packet::connect_reply(&socket.sid, socket.pid.as_deref());
+        let reply = packet::connect_reply(socket.session.user(), socket.pid.as_deref());
         self.socket = Some(socket);
         self.send(reply).await
     }
@@ -176,7 +174,6 @@ impl Connection {
         let (mut session, queue) = hub.open(saved.sid.clone(), name);
         let max_len = self.state.limits.max_room_len;
         let mut missed = Vec::new();
-        let mut rooms = Vec::new();
         for (room, position) in &saved.rooms {
             let Ok(name) = RoomName::parse(room, max_len) else {
                 continue;
@@ -190,7 +187,7 @@ impl Connection {
             match hub.join(&mut session, &name, request).await {
                 Ok(joined) if joined.recovered == Some(true) => {
                     missed.extend(joined.replay);
-                    rooms.push((room.clone(), *position));
+                    session.set_joined_at(&name, *position);
                 }
                 _ => {
                     hub.leave_all(&mut session).await;
@@ -202,9 +199,7 @@ impl Connection {
         let socket = Box::new(Connected {
             session,
             queue,
-            sid: saved.sid,
             pid: Some(pid.to_owned()),
-            rooms,
         });
         Some((socket, missed))
     }
@@ -225,13 +220,9 @@ impl Connection {
         let hub = self.state.hub.clone();
         let socket = self.socket.as_mut().expect("connected");
         let already = socket.session.is_in(room.as_str());
-        let joined = hub
-            .join(&mut socket.session, &room, JoinRequest::default())
+        hub.join(&mut socket.session, &room, JoinRequest::default())
             .await?;
         if !already {
-            socket
-                .rooms
-                .push((room.as_str().to_owned(), joined.position));
             self.saved().await;
         }
         Ok(json!({"room": room.as_str()}))
@@ -242,7 +233,6 @@ impl Connection {
         let hub = self.state.hub.clone();
         let socket = self.socket.as_mut().expect("connected");
         if hub.leave(&mut socket.session, room.as_str()).await {
-            socket.rooms.retain(|(name, _)| name != room.as_str());
             self.saved().await;
         }
         Ok(json!({"room": room.as_str()}))
