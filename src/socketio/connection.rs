@@ -119,7 +119,8 @@ async fn probe(mut socket: WebSocket, polling: Arc<Polling>, timeout: Duration) 
     }
 }
 
-/// The session's task. `sid` is its Engine.IO id.
+/// The session's task. `sid` is its Engine.IO id; a polling session keeps
+/// it in its [`Polling`], a WebSocket one needs it only for the open packet.
 pub fn run(
     state: AppState,
     peer: SocketAddr,
@@ -128,10 +129,13 @@ pub fn run(
     slot: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send + 'static {
     let span = tracing::info_span!("sio", %sid, %peer);
+    let open = match link {
+        Link::Ws(_) => Some(sid),
+        Link::Polling { .. } => None,
+    };
     let mut connection = Connection {
         bucket: TokenBucket::new(state.limits.rate_limit, state.limits.rate_burst),
         state,
-        sid,
         link,
         socket: None,
         pinged: false,
@@ -139,7 +143,7 @@ pub fn run(
     async move {
         connection.state.metrics.connections.inc();
         tracing::debug!("connected");
-        let end = connection.serve().await;
+        let end = connection.serve(open).await;
         Box::pin(connection.finish(&end)).await;
         drop(slot);
         connection.state.metrics.connections.dec();
@@ -150,7 +154,6 @@ pub fn run(
 
 pub(super) struct Connection {
     pub(super) state: AppState,
-    sid: String,
     link: Link,
     /// After the client's Socket.IO CONNECT: its hub session and more.
     pub(super) socket: Option<Box<Connected>>,
@@ -198,9 +201,10 @@ enum Wake {
 }
 
 impl Connection {
-    async fn serve(&mut self) -> End {
-        if let Link::Ws(_) = self.link {
-            let open = super::open_packet(&self.state, &self.sid, false);
+    /// `open`: the id to send an open packet with, on a WebSocket session.
+    async fn serve(&mut self, open: Option<String>) -> End {
+        if let Some(sid) = open {
+            let open = super::open_packet(&self.state, &sid, false);
             if let Err(end) = self.send(open).await {
                 return end;
             }
@@ -256,8 +260,10 @@ impl Connection {
             }
             Wake::Heartbeat { unanswered: false } => {
                 self.pinged = true;
-                if let (Link::Polling { .. }, Some(relay)) = (&self.link, &self.state.sio.relay) {
-                    relay.claim(&self.sid).await;
+                if let (Link::Polling { polling, .. }, Some(relay)) =
+                    (&self.link, &self.state.sio.relay)
+                {
+                    relay.claim(&polling.sid).await;
                 }
                 if let Some(socket) = &self.socket
                     && let (Some(pid), Some(window)) =
@@ -278,9 +284,9 @@ impl Connection {
     async fn upgraded(&mut self, socket: WebSocket) -> Result<(), End> {
         let old = std::mem::replace(&mut self.link, Link::Ws(socket));
         if let Link::Polling { polling, .. } = old {
-            self.state.sio.polling.remove(&self.sid);
+            self.state.sio.polling.remove(&polling.sid);
             if let Some(relay) = &self.state.sio.relay {
-                relay.release(&self.sid).await;
+                relay.release(&polling.sid).await;
             }
             polling.closed.cancel();
             for packet in polling.take() {
@@ -399,9 +405,9 @@ impl Connection {
             Link::Polling { polling, .. } => {
                 polling.push(engine::CLOSE.into(), usize::MAX);
                 polling.closed.cancel();
-                self.state.sio.polling.remove(&self.sid);
+                self.state.sio.polling.remove(&polling.sid);
                 if let Some(relay) = &self.state.sio.relay {
-                    relay.release(&self.sid).await;
+                    relay.release(&polling.sid).await;
                 }
             }
         }

@@ -54,6 +54,8 @@ impl Registry {
 /// One polling session's side of the transport, shared by its task and
 /// the requests that carry its packets.
 pub struct Polling {
+    /// The session's Engine.IO id.
+    pub sid: String,
     /// Server packets not yet taken by a GET. A std mutex, never awaited.
     outbox: Mutex<VecDeque<String>>,
     ready: Notify,
@@ -104,6 +106,7 @@ pub async fn handshake(state: AppState, peer: SocketAddr) -> Response {
     let (inbound, inbound_rx) = flume::bounded(MAX_PACKETS_PER_POST);
     let (upgrade, upgrade_rx) = flume::bounded(1);
     let polling = Arc::new(Polling {
+        sid: sid.clone(),
         outbox: Mutex::new(VecDeque::new()),
         ready: Notify::new(),
         inbound,

@@ -42,14 +42,18 @@ pub trait SessionStore: Send + Sync + 'static {
 /// Sessions kept in memory at most; beyond, the oldest are dropped.
 const MAX_MEMORY_SESSIONS: usize = 200_000;
 
+/// Sessions as their JSON, as in Redis: one allocation each instead of one
+/// per field, since a standalone replica keeps one per connected client.
 #[derive(Default)]
 pub struct MemoryStore {
     /// A std mutex: map updates only, never held across an await.
-    sessions: Mutex<HashMap<String, (Saved, Instant)>>,
+    sessions: Mutex<HashMap<Box<str>, (Box<[u8]>, Instant)>>,
 }
 
+type Sessions = HashMap<Box<str>, (Box<[u8]>, Instant)>;
+
 impl MemoryStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Saved, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().expect("session store lock poisoned")
     }
 }
@@ -62,7 +66,8 @@ impl SessionStore for MemoryStore {
         if sessions.len() >= MAX_MEMORY_SESSIONS {
             sessions.retain(|_, (_, until)| *until > now);
         }
-        sessions.insert(pid.to_owned(), (session.clone(), now + window));
+        let json = serde_json::to_vec(session).expect("sessions always serialise");
+        sessions.insert(pid.into(), (json.into_boxed_slice(), now + window));
         Ok(())
     }
 
@@ -75,7 +80,9 @@ impl SessionStore for MemoryStore {
     async fn load(&self, pid: &str) -> Result<Option<Saved>, StoreError> {
         let mut sessions = self.lock();
         match sessions.get(pid) {
-            Some((saved, until)) if *until > Instant::now() => Ok(Some(saved.clone())),
+            Some((saved, until)) if *until > Instant::now() => {
+                Ok(serde_json::from_slice(saved).ok())
+            }
             Some(_) => {
                 sessions.remove(pid);
                 Ok(None)
