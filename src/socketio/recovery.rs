@@ -47,9 +47,10 @@ const MAX_MEMORY_SESSIONS: usize = 200_000;
 #[derive(Default)]
 pub struct MemoryStore {
     /// A std mutex: map updates only, never held across an await.
-    sessions: Mutex<HashMap<Box<str>, (Box<[u8]>, Instant)>>,
+    sessions: Mutex<Sessions>,
 }
 
+/// Private id to the session's JSON and when it expires.
 type Sessions = HashMap<Box<str>, (Box<[u8]>, Instant)>;
 
 impl MemoryStore {
