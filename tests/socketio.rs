@@ -258,3 +258,22 @@ async fn behind_the_originals_nginx_config() {
         );
     }
 }
+
+/// A python-socketio handler written for the original takes one argument;
+/// with recovery off no offset is added and it works unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_off_serves_handlers_written_for_the_original() {
+    let d = ChatDeployment::start_with(&["--socketio-recovery", "off"]);
+    let mut python = SioClient::python_original_handler(&base(&d));
+    python.next("connect").await;
+    python.emit_with_ack("join_room", json!(["general"]));
+    python.next("ack").await;
+    let mut native = Client::connect(&d.replicas[0].ws_url()).await;
+    let id = native.say("general", "hola").await;
+    let args = python.message().await;
+    assert_eq!(args.len(), 1, "no offset argument: {args:?}");
+    assert_eq!(
+        (args[0]["message"].as_str(), args[0]["id"].as_str()),
+        (Some("hola"), Some(id.as_str()))
+    );
+}

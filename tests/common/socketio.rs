@@ -40,12 +40,24 @@ impl SioClient {
 
     /// python-socketio 5.x, with `auth` in its CONNECT.
     pub fn python(url: &str, auth: Value) -> Self {
+        Self::spawn(Self::python_command(url, auth))
+    }
+
+    /// python-socketio with a `message` handler written for the original:
+    /// `def on_message(data)`, one argument.
+    pub fn python_original_handler(url: &str) -> Self {
+        let mut command = Self::python_command(url, json!({}));
+        command.env("ORIGINAL_HANDLER", "1");
+        Self::spawn(command)
+    }
+
+    fn python_command(url: &str, auth: Value) -> Command {
         let mut command = Command::new("python3");
         command
             .arg(format!("{ROOT}/tests/python/sio_client.py"))
             .arg(url)
             .arg(auth.to_string());
-        Self::spawn(command)
+        command
     }
 
     fn spawn(mut command: Command) -> Self {

@@ -4,6 +4,7 @@ tests/js/client.cjs: JSON commands on stdin, one JSON line per event seen.
     python3 sio_client.py <url> [<auth as JSON>]
 """
 import json
+import os
 import sys
 import threading
 
@@ -31,11 +32,18 @@ def connect_error(data):
     emit({"connect_error": str(data)})
 
 
-# rtchat adds the recovery offset as a last argument; a handler written for
-# the original takes only `data`, so this one accepts the extra one.
-@sio.on("message")
-def on_message(data, *rest):
-    emit({"event": "message", "args": [data, *rest]})
+if os.environ.get("ORIGINAL_HANDLER"):
+    # Written for the original: one argument. Needs --socketio-recovery off.
+    @sio.on("message")
+    def on_message(data):
+        emit({"event": "message", "args": [data]})
+
+else:
+    # rtchat adds the recovery offset as a last argument; a handler written
+    # for the original takes only `data`, so this one accepts the extra one.
+    @sio.on("message")
+    def on_message(data, *rest):
+        emit({"event": "message", "args": [data, *rest]})
 
 
 @sio.on("error")
