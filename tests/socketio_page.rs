@@ -1,7 +1,9 @@
 //! The original's chat page, unchanged but for its CDN script and server
 //! URL, in headless Chromium, against three replicas and a private Redis
 //! behind the repository's nginx config: it chats with native clients on
-//! other replicas, and only from an allowed origin.
+//! other replicas and with the official Node and Python clients, and only
+//! from an allowed origin; behind the deploy nginx config and behind the
+//! original's own.
 
 mod common;
 
@@ -99,7 +101,17 @@ async fn the_original_page_chats_from_an_allowed_origin(originals_config: bool) 
     })
     .await;
 
-    // Typed on the page: every native member gets it, from the page's user.
+    // The official clients in the same room, through the same nginx.
+    let mut node = SioClient::node(&d.nginx.url(""), serde_json::json!({}));
+    node.next("connect").await;
+    node.emit_with_ack("join_room", serde_json::json!(["general"]));
+    node.next("ack").await;
+    let mut python = SioClient::python(&d.nginx.url(""), serde_json::json!({}));
+    python.next("connect").await;
+    python.emit_with_ack("join_room", serde_json::json!(["general"]));
+    python.next("ack").await;
+
+    // Typed on the page: every member gets it, from the page's user.
     let input = page.find(Locator::Id("message-input")).await.unwrap();
     input.send_keys("hola desde la página").await.unwrap();
     page.find(Locator::Css("button"))
@@ -108,41 +120,82 @@ async fn the_original_page_chats_from_an_allowed_origin(originals_config: bool) 
         .click()
         .await
         .unwrap();
-    let frame = native.recv_type("message").await;
     let from_page = loop {
-        let frame = if frame["message"].as_str().unwrap().starts_with("probe") {
-            native.recv_type("message").await
-        } else {
-            break frame;
-        };
+        let frame = native.recv_type("message").await;
         if frame["message"] == "hola desde la página" {
             break frame;
         }
+        assert!(
+            frame["message"].as_str().unwrap().starts_with("probe"),
+            "{frame}"
+        );
     };
-    assert_eq!(from_page["message"], "hola desde la página");
     let page_id = js(&page, "return socket.id;").await;
     assert_eq!(
         from_page["user"], page_id,
         "the page's socket id is its user"
     );
 
-    native.say("general", "hola página").await;
-    wait_for("the native message on the page", DEADLINE, async || {
-        let shown = lines(&page).await;
-        shown
+    // And from each of the others: the page shows every one, once.
+    node.emit(
+        "message",
+        serde_json::json!([{"room": "general", "message": "hola desde node"}]),
+    );
+    python.emit(
+        "message",
+        serde_json::json!([{"room": "general", "message": "hola desde python"}]),
+    );
+    native.say("general", "hola desde native").await;
+    for text in ["hola desde node", "hola desde python", "hola desde native"] {
+        wait_for("the message on the page", DEADLINE, async || {
+            lines(&page)
+                .await
+                .iter()
+                .any(|l| l.ends_with(text))
+                .then_some(())
+        })
+        .await;
+    }
+    native.say("general", "end").await;
+    wait_for("the end on the page", DEADLINE, async || {
+        lines(&page)
+            .await
             .iter()
-            .any(|l| l.ends_with("hola página"))
+            .any(|l| l.ends_with(": end"))
             .then_some(())
     })
     .await;
     let shown = lines(&page).await;
-    assert_eq!(
-        shown
-            .iter()
-            .filter(|l| l.ends_with("hola desde la página"))
-            .count(),
-        1
-    );
+    for text in [
+        "hola desde la página",
+        "hola desde node",
+        "hola desde python",
+        "hola desde native",
+    ] {
+        assert_eq!(
+            shown.iter().filter(|l| l.ends_with(text)).count(),
+            1,
+            "{text} once: {shown:?}"
+        );
+    }
+    for client in [&mut node, &mut python] {
+        let mut seen: Vec<String> = client
+            .texts_until("end")
+            .await
+            .into_iter()
+            .filter(|t| !t.starts_with("probe"))
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "hola desde la página",
+                "hola desde native",
+                "hola desde node",
+                "hola desde python"
+            ]
+        );
+    }
 
     // The same page from an origin not allowed never connects.
     stranger.goto(&bad_url).await.unwrap();
