@@ -214,28 +214,22 @@ impl Connection {
         let ping_interval = self.state.limits.ping_interval;
         let heartbeat = tokio::time::sleep(ping_interval);
         tokio::pin!(heartbeat);
-        let mut ping_sent = false;
+        let mut beat = crate::ws::limits::Heartbeat::default();
         loop {
-            let wake = tokio::select! {
+            let mut wake = tokio::select! {
                 biased;
                 _ = &mut shutdown => Wake::Shutdown,
                 _ = too_slow(&self.socket) => Wake::TooSlow,
                 Some(item) = queued(&self.socket) => Wake::Queued(item),
                 wake = incoming(&mut self.link) => wake,
-                _ = &mut heartbeat => Wake::Heartbeat { unanswered: ping_sent },
+                _ = &mut heartbeat => Wake::Heartbeat { unanswered: false },
             };
-            match wake {
-                Wake::Packet(_) if ping_sent => {
-                    ping_sent = false;
-                    heartbeat
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + ping_interval);
-                }
-                Wake::Heartbeat { .. } => {
-                    ping_sent = true;
-                    heartbeat
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + self.state.limits.ping_timeout);
+            let limits = &self.state.limits;
+            match &mut wake {
+                // Anything from the client proves it is alive.
+                Wake::Packet(_) => beat.heard(heartbeat.as_mut(), limits),
+                Wake::Heartbeat { unanswered } => {
+                    *unanswered = beat.fired(heartbeat.as_mut(), limits);
                 }
                 _ => {}
             }
