@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
 /// Frames written per flush when the queue has a backlog.
@@ -215,11 +216,21 @@ impl Connection {
         let heartbeat = tokio::time::sleep(ping_interval);
         tokio::pin!(heartbeat);
         let mut beat = crate::ws::limits::Heartbeat::default();
+        // Pinned once the client connected: a cancellation future registers
+        // with its token on first poll, and one made anew at every wake-up
+        // would register (and unregister) again each time.
+        let mut too_slow = std::pin::pin!(None::<WaitForCancellationFutureOwned>);
         loop {
+            if too_slow.is_none()
+                && let Some(socket) = &self.socket
+            {
+                let token = socket.session.too_slow().clone();
+                too_slow.set(Some(token.cancelled_owned()));
+            }
             let mut wake = tokio::select! {
                 biased;
                 _ = &mut shutdown => Wake::Shutdown,
-                _ = too_slow(&self.socket) => Wake::TooSlow,
+                _ = slow(too_slow.as_mut()) => Wake::TooSlow,
                 Some(item) = queued(&self.socket) => Wake::Queued(item),
                 wake = incoming(&mut self.link) => wake,
                 _ = &mut heartbeat => Wake::Heartbeat { unanswered: false },
@@ -438,9 +449,9 @@ pub fn message_packet(message: &RoomMessage, recovery: bool) -> &Utf8Bytes {
     })
 }
 
-async fn too_slow(socket: &Option<Box<Connected>>) {
-    match socket {
-        Some(socket) => socket.session.too_slow().cancelled().await,
+async fn slow(too_slow: std::pin::Pin<&mut Option<WaitForCancellationFutureOwned>>) {
+    match too_slow.as_pin_mut() {
+        Some(cancelled) => cancelled.await,
         None => std::future::pending().await,
     }
 }
