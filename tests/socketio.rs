@@ -24,9 +24,29 @@ async fn natives(d: &ChatDeployment, room: &str) -> Vec<Client> {
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_clients_and_native_ones_share_a_room_across_replicas() {
-    let d = ChatDeployment::start();
+/// Each scenario twice: behind the deploy nginx config and behind the
+/// original's own (ip_hash, `Host $host`, `Connection "upgrade"` always).
+macro_rules! behind_both_fronts {
+    ($($scenario:ident),* $(,)?) => {
+        mod deploy_nginx {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Front::Deploy).await })*
+        }
+        mod originals_nginx {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Front::Original).await })*
+        }
+    };
+}
+
+behind_both_fronts!(
+    official_clients_and_native_ones_share_a_room_across_replicas,
+    a_session_survives_the_death_of_its_replica,
+    limits_are_answered_with_native_codes,
+);
+
+async fn official_clients_and_native_ones_share_a_room_across_replicas(front: Front) {
+    let d = ChatDeployment::start_behind(front, &[]);
     // Node starts on polling (its default) and upgrades to WebSocket.
     let mut node = SioClient::node(&base(&d), json!({"auth": {"name": "ana"}}));
     assert_eq!(node.next("open").await, "polling");
@@ -110,9 +130,8 @@ async fn replica_of(client: &mut SioClient, room: &str) -> String {
 /// SIGKILLed (it never sees its sockets close); the client reconnects
 /// through nginx to another one and gets its session, its room and every
 /// message it missed, once and in order, then live traffic.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_survives_the_death_of_its_replica() {
-    let mut d = ChatDeployment::start();
+async fn a_session_survives_the_death_of_its_replica(front: Front) {
+    let mut d = ChatDeployment::start_behind(front, &[]);
     let mut node = SioClient::node(&base(&d), json!({}));
     assert_eq!(node.next("upgrade").await, "websocket");
     let first = node.next("connect").await;
@@ -146,9 +165,8 @@ async fn a_session_survives_the_death_of_its_replica() {
 
 /// Every limit is answered with the native error codes; nothing else
 /// changes for the client.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_are_answered_with_native_codes() {
-    let d = ChatDeployment::start();
+async fn limits_are_answered_with_native_codes(front: Front) {
+    let d = ChatDeployment::start_behind(front, &[]);
     let mut node = SioClient::node(&base(&d), json!({}));
     node.next("connect").await;
     let code_of = |line: &serde_json::Value| line["reply"]["error"]["code"].clone();
@@ -200,63 +218,6 @@ async fn limits_are_answered_with_native_codes() {
         reason == "transport close" || reason == "transport error",
         "{reason}"
     );
-}
-
-/// The original's own nginx config (ip_hash, `location /socket.io/`,
-/// `Connection "upgrade"` on every request, `Host $host` without the port)
-/// in front of rtchat replicas, as users who keep theirs will run it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_the_originals_nginx_config() {
-    let redis = Redis::start();
-    let port = free_port_on(&CHAT_IPS);
-    let replicas: Vec<Process> = (0..3).map(|i| chat_replica(&redis, i, port, &[])).collect();
-    let upstreams: Vec<String> = (0..3).map(|i| format!("{}:{port}", CHAT_IPS[i])).collect();
-    let nginx = Nginx::start(|listen| original::nginx_config(&upstreams, listen));
-    let url = nginx.url("");
-
-    let mut node = SioClient::node(&url, json!({}));
-    assert_eq!(node.next("open").await, "polling");
-    assert_eq!(node.next("upgrade").await, "websocket");
-    node.next("connect").await;
-    node.emit_with_ack("join_room", json!(["general"]));
-    node.next("ack").await;
-    let mut python = SioClient::python(&url, json!({}));
-    python.next("connect").await;
-    python.emit_with_ack("join_room", json!(["general"]));
-    python.next("ack").await;
-    // A native client on a replica the balancer may not use for them.
-    let mut native = Client::connect(&replicas[2].ws_url()).await;
-    native.join("general").await;
-
-    node.emit(
-        "message",
-        json!([{"room": "general", "message": "from node"}]),
-    );
-    python.emit(
-        "message",
-        json!([{"room": "general", "message": "from python"}]),
-    );
-    let texts: BTreeSet<String> = native
-        .messages(2)
-        .await
-        .iter()
-        .map(|m| m["message"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        texts,
-        BTreeSet::from(["from node".to_owned(), "from python".to_owned()])
-    );
-    native.say("general", "from native").await;
-    native.say("general", "end").await;
-    for client in [&mut node, &mut python] {
-        let mut seen = client.texts_until("end").await;
-        seen.sort();
-        assert_eq!(
-            seen,
-            ["from native", "from node", "from python"],
-            "each once"
-        );
-    }
 }
 
 /// A python-socketio handler written for the original takes one argument;

@@ -23,56 +23,20 @@ async fn lines(page: &Browser) -> Vec<String> {
     out
 }
 
-/// Three replicas on a private Redis behind nginx, and the page servers.
-struct Stage {
-    _redis: Redis,
-    /// The DNS stand-in the deploy config resolves replicas through.
-    _dns: Option<dns::Dns>,
-    replicas: Vec<Process>,
-    nginx: Nginx,
-}
-
-/// Behind the repository's nginx config, or the original's (ip_hash,
-/// `Host $host` without the port).
-fn stage(originals_config: bool, extra: &[&str]) -> Stage {
-    if !originals_config {
-        let d = ChatDeployment::start_with(extra);
-        return Stage {
-            _redis: d.redis,
-            _dns: Some(d.dns),
-            replicas: d.replicas,
-            nginx: d.nginx,
-        };
-    }
-    let redis = Redis::start();
-    let port = free_port_on(&CHAT_IPS);
-    let replicas: Vec<Process> = (0..3)
-        .map(|i| chat_replica(&redis, i, port, extra))
-        .collect();
-    let upstreams: Vec<String> = (0..3).map(|i| format!("{}:{port}", CHAT_IPS[i])).collect();
-    let nginx = Nginx::start(|listen| original::nginx_config(&upstreams, listen));
-    Stage {
-        _redis: redis,
-        _dns: None,
-        replicas,
-        nginx,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_page_chats_from_an_allowed_origin_behind_the_deploy_config() {
-    the_original_page_chats_from_an_allowed_origin(false).await;
+    the_original_page_chats_from_an_allowed_origin(Front::Deploy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_page_chats_from_an_allowed_origin_behind_the_originals_config() {
-    the_original_page_chats_from_an_allowed_origin(true).await;
+    the_original_page_chats_from_an_allowed_origin(Front::Original).await;
 }
 
-async fn the_original_page_chats_from_an_allowed_origin(originals_config: bool) {
+async fn the_original_page_chats_from_an_allowed_origin(front: Front) {
     let good = PageServer::start().await;
     let bad = PageServer::start().await;
-    let d = stage(originals_config, &["--allowed-origins", &good.origin()]);
+    let d = ChatDeployment::start_behind(front, &["--allowed-origins", &good.origin()]);
     let html = original::page("/socket.io.min.js", &d.nginx.url(""));
     good.show(html.clone());
     bad.show(html);

@@ -15,6 +15,16 @@ pub struct ChatDeployment {
     pub nginx: Nginx,
 }
 
+/// Which nginx config stands in front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// `deploy/nginx/nginx.conf`: round robin, replicas found through DNS.
+    Deploy,
+    /// The original's own: ip_hash over three named servers, `Host $host`,
+    /// `Connection "upgrade"` on every request.
+    Original,
+}
+
 /// Loopback addresses standing in for replica containers.
 pub const CHAT_IPS: [&str; 4] = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
 
@@ -25,6 +35,11 @@ impl ChatDeployment {
 
     /// With `extra` flags on every replica.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_behind(Front::Deploy, extra)
+    }
+
+    /// Behind the given nginx config, with `extra` flags on every replica.
+    pub fn start_behind(front: Front, extra: &[&str]) -> Self {
         let redis = Redis::start();
         let ws_port = free_port_on(&CHAT_IPS);
         let replicas = (0..3)
@@ -38,7 +53,15 @@ impl ChatDeployment {
                 .map(|ip| ip.parse().unwrap())
                 .collect::<Vec<std::net::Ipv4Addr>>(),
         );
-        let nginx = Nginx::start(|port| deploy_nginx_config(dns.port, ws_port, port));
+        let nginx = match front {
+            Front::Deploy => Nginx::start(|port| deploy_nginx_config(dns.port, ws_port, port)),
+            Front::Original => {
+                let upstreams: Vec<String> = (0..3)
+                    .map(|i| format!("{}:{ws_port}", CHAT_IPS[i]))
+                    .collect();
+                Nginx::start(|port| super::original::nginx_config(&upstreams, port))
+            }
+        };
         Self {
             redis,
             dns,
