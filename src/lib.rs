@@ -2,6 +2,7 @@
 //! binary that scales out through Redis.
 //!
 //! - [`config`]: every subcommand's flags and environment variables.
+//! - [`auth`]: JWT verification and room rules, for every server.
 //! - [`broadcast`]: the ordered publish/subscribe log both servers share,
 //!   in-process or through Redis.
 //! - [`redis`]: Redis connection settings both servers share.
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod bench;
 pub mod broadcast;
 pub mod config;
