@@ -35,6 +35,37 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Health check for containers: exit 0 when an HTTP or gRPC target is ready.
     Probe(crate::probe::ProbeArgs),
+    /// Mint an HS256 token from the configured secret (for development).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The member's user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+
+    /// Display name (`name`).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Room patterns the token allows (`rooms`; `*` matches any run of
+    /// characters), comma-separated. Any room when absent.
+    #[arg(long, value_delimiter = ',')]
+    pub rooms: Option<Vec<String>>,
+
+    /// Space-separated scopes (`scope`), e.g. `users:write` for the gRPC
+    /// write methods.
+    #[arg(long)]
+    pub scope: Option<String>,
+
+    /// How long the token is valid.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+
+    /// The HS256 secret the servers verify with.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
 }
 
 /// Options shared by both servers.
@@ -64,6 +95,41 @@ impl RedisArgs {
     }
 }
 
+/// Who may connect, for both servers.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// `off` (anyone), `optional` (anonymous allowed; a token given must be
+    /// valid) or `required` (a valid JWT for every connection).
+    #[arg(long, env = "AUTH", default_value = "off", value_parser = clap::value_parser!(crate::auth::Mode))]
+    pub auth: crate::auth::Mode,
+
+    /// HS256 secret that tokens are signed with (at least 16 bytes).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA for RS256, EC P-256 for ES256) that tokens are
+    /// signed with, instead of a secret.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+}
+
+impl AuthArgs {
+    /// The verifier these flags describe; reads the key file.
+    pub fn verifier(&self) -> anyhow::Result<crate::auth::Verifier> {
+        use anyhow::Context;
+        let key = match (&self.jwt_secret, &self.jwt_public_key_file) {
+            (Some(secret), _) => Some(crate::auth::KeySource::Secret(secret.as_bytes().to_vec())),
+            (None, Some(path)) => Some(crate::auth::KeySource::PublicKeyPem(
+                std::fs::read(path).with_context(|| {
+                    format!("cannot read --jwt-public-key-file {}", path.display())
+                })?,
+            )),
+            (None, None) => None,
+        };
+        crate::auth::Verifier::new(self.auth, key.as_ref()).map_err(anyhow::Error::msg)
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct WsServerArgs {
     /// Name of this replica, shown to clients in every message it accepts.
@@ -81,6 +147,9 @@ pub struct WsServerArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     /// Messages kept per room for `since` recovery.
     #[arg(long, env = "HISTORY_SIZE", default_value_t = 1000)]
@@ -176,10 +245,11 @@ pub struct LimitArgs {
 }
 
 impl WsServerArgs {
-    /// The plain settings the server runs on.
-    pub fn settings(&self) -> crate::ws::Settings {
+    /// The plain settings the server runs on (reads the JWT key file).
+    pub fn settings(&self) -> anyhow::Result<crate::ws::Settings> {
         let limits = &self.limits;
-        crate::ws::Settings {
+        Ok(crate::ws::Settings {
+            verifier: self.auth.verifier()?,
             hub: crate::hub::HubSettings {
                 server_id: self.id.clone(),
                 max_rooms: limits.max_rooms,
@@ -207,7 +277,7 @@ impl WsServerArgs {
             origins: self.allowed_origins.clone(),
             redis: self.redis.settings(),
             shutdown_timeout: self.shutdown_timeout,
-        }
+        })
     }
 }
 

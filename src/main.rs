@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
             Command::GrpcClient(args) => rtchat::grpc::client::run(args).await,
             Command::Bench(args) => rtchat::bench::run(args).await,
             Command::Probe(args) => rtchat::probe::run(args).await,
+            Command::Token(args) => rtchat::auth::print_token(&args),
         }
     });
     // Background tasks (Redis reconnect loops, lingering sockets) must not

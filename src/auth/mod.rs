@@ -256,5 +256,21 @@ pub fn expiry_in(ttl: Duration) -> u64 {
         .as_secs()
 }
 
+/// `rtchat token`: prints a token signed with the configured secret.
+pub fn print_token(args: &crate::config::TokenArgs) -> anyhow::Result<()> {
+    let claims = NewToken {
+        sub: &args.sub,
+        name: args.name.as_deref(),
+        exp: expiry_in(args.ttl),
+        rooms: args.rooms.clone(),
+        scope: args.scope.as_deref(),
+    };
+    println!(
+        "{}",
+        mint(&claims, args.jwt_secret.as_bytes()).map_err(anyhow::Error::msg)?
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,10 @@ pub enum ErrorCode {
     Unavailable,
     /// `history` is not a count.
     InvalidHistory,
+    /// The room is outside what the token allows.
+    Forbidden,
+    /// The token expired; the connection is closed (4001).
+    TokenExpired,
 }
 
 impl ErrorCode {
@@ -45,6 +49,8 @@ impl ErrorCode {
             Self::TooManyRooms => "too_many_rooms",
             Self::Unavailable => "unavailable",
             Self::InvalidHistory => "invalid_history",
+            Self::Forbidden => "forbidden",
+            Self::TokenExpired => "token_expired",
         }
     }
 }
@@ -57,6 +63,8 @@ pub enum HubError {
     TooManyRooms(usize),
     #[error("message must be 1 to {0} bytes")]
     MessageTooLong(usize),
+    #[error("this room is not allowed by your token")]
+    Forbidden,
     #[error(transparent)]
     Unavailable(#[from] BroadcastError),
 }
@@ -66,6 +74,7 @@ impl HubError {
         match self {
             Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
             Self::MessageTooLong(_) => ErrorCode::MessageTooLong,
+            Self::Forbidden => ErrorCode::Forbidden,
             Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }

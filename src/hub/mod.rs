@@ -154,6 +154,7 @@ impl Hub {
             user: user.into_boxed_str(),
             name,
             info,
+            allowed: None,
             mailbox: Mailbox {
                 queue,
                 too_slow: CancellationToken::new(),
@@ -161,6 +162,14 @@ impl Hub {
             rooms: JoinedRooms::default(),
         };
         (session, rx)
+    }
+
+    /// Refuses a room the session's token does not name.
+    fn check_allowed(session: &Session, room: &RoomName) -> Result<(), HubError> {
+        match &session.allowed {
+            Some(rule) if !rule.allows(room.as_str()) => Err(HubError::Forbidden),
+            _ => Ok(()),
+        }
     }
 
     /// Joins a room (or, when already in it, replays and turns events on).
@@ -171,6 +180,7 @@ impl Hub {
         room: &RoomName,
         request: JoinRequest,
     ) -> Result<Joined, HubError> {
+        Self::check_allowed(session, room)?;
         let topic = topic(room);
         let existing = session.rooms.find(room.as_str()).cloned();
         let is_new = existing.is_none();
@@ -283,6 +293,7 @@ impl Hub {
         room: &RoomName,
         text: &str,
     ) -> Result<u64, HubError> {
+        Self::check_allowed(session, room)?;
         let max = self.settings.max_message_bytes;
         if text.is_empty() || text.len() > max {
             return Err(HubError::MessageTooLong(max));
@@ -306,8 +317,14 @@ impl Hub {
         Ok(id)
     }
 
-    /// Infos of the room's members on every replica.
-    pub async fn presence(&self, room: &RoomName) -> Result<Vec<Bytes>, HubError> {
+    /// Infos of the room's members on every replica, for a session that may
+    /// join the room.
+    pub async fn presence(
+        &self,
+        session: &Session,
+        room: &RoomName,
+    ) -> Result<Vec<Bytes>, HubError> {
+        Self::check_allowed(session, room)?;
         Ok(self.presence.presence(&topic(room)).await?)
     }
 

@@ -19,9 +19,16 @@ pub struct Session {
     pub(super) info: Bytes,
     pub(super) mailbox: Mailbox,
     pub(super) rooms: JoinedRooms,
+    /// The rooms its token allows; `None`: any.
+    pub(super) allowed: Option<Box<crate::auth::RoomRule>>,
 }
 
 impl Session {
+    /// Limits the session to the rooms its token names.
+    pub fn restrict(&mut self, rule: crate::auth::RoomRule) {
+        self.allowed = Some(Box::new(rule));
+    }
+
     pub fn user(&self) -> &str {
         &self.user
     }

@@ -73,7 +73,7 @@ impl Connection {
     }
 
     async fn presence(&mut self, room: &RoomName) -> Outcome {
-        match self.state.hub.presence(room).await {
+        match self.state.hub.presence(&self.session, room).await {
             Ok(members) => {
                 self.send(presence_frame(room, &members)).await?;
                 Ok(Ok(()))

@@ -41,18 +41,31 @@ pub fn run(
     state: AppState,
     peer: SocketAddr,
     name: Option<DisplayName>,
+    identity: Option<crate::auth::Identity>,
     slot: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let user: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(16)
-        .collect();
+    // With a token the user is its `sub`; anonymous clients get a random id.
+    let user: String = match &identity {
+        Some(identity) => identity.user.clone(),
+        None => std::iter::repeat_with(fastrand::alphanumeric)
+            .take(16)
+            .collect(),
+    };
     let span = tracing::info_span!("conn", %user, %peer);
-    let (session, rx) = state.hub.open(user, name);
+    let (mut session, rx) = state.hub.open(user, name);
+    let mut expiry = None;
+    if let Some(identity) = identity {
+        expiry = Some(Box::pin(tokio::time::sleep(identity.remaining())));
+        if let Some(rule) = identity.rooms {
+            session.restrict(rule);
+        }
+    }
     let mut connection = Connection {
         bucket: TokenBucket::new(state.limits.rate_limit, state.limits.rate_burst),
         state,
         session,
         socket,
+        expiry,
     };
     async move {
         connection.state.metrics.connections.inc();
@@ -77,12 +90,16 @@ pub(super) struct Connection {
     /// Who this client is to the hub, and the rooms it is in.
     pub(super) session: Session,
     pub(super) bucket: TokenBucket,
+    /// When its token expires; boxed, so anonymous connections pay a
+    /// pointer for it.
+    expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     socket: WebSocket,
 }
 
 /// What woke a connection waiting for work.
 enum Wake {
     Shutdown,
+    Expired,
     TooSlow,
     Queued(Outbound),
     Frame(Option<Result<Message, axum::Error>>),
@@ -97,6 +114,7 @@ enum Wake {
 pub(super) enum End {
     ClientClosed,
     Shutdown,
+    TokenExpired,
     TooSlow,
     PingTimeout,
     FrameTooLarge,
@@ -131,6 +149,7 @@ impl Connection {
                 biased;
                 _ = &mut shutdown => Wake::Shutdown,
                 _ = &mut too_slow => Wake::TooSlow,
+                _ = expired(&mut self.expiry) => Wake::Expired,
                 Ok(item) = rx.recv_async() => Wake::Queued(item),
                 frame = self.socket.next() => Wake::Frame(frame),
                 _ = &mut heartbeat => Wake::Heartbeat { unanswered: false },
@@ -162,6 +181,11 @@ impl Connection {
                     .await);
             }
             Wake::TooSlow => return Err(End::TooSlow),
+            Wake::Expired => {
+                return Err(self
+                    .close(close::TOKEN_EXPIRED, "token expired", End::TokenExpired)
+                    .await);
+            }
             Wake::Queued(item) => return self.forward(item, rx).await,
             Wake::Heartbeat { unanswered: true } => {
                 return Err(self
@@ -308,3 +332,10 @@ pub(crate) fn is_capacity_error(err: &axum::Error) -> bool {
 }
 
 use tokio_tungstenite::tungstenite;
+
+async fn expired(expiry: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match expiry {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}

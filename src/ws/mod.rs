@@ -63,6 +63,8 @@ pub struct Settings {
     pub socketio: crate::socketio::Settings,
     /// Pages allowed to connect, besides the server's own.
     pub origins: origins::AllowedOrigins,
+    /// Who may connect.
+    pub verifier: crate::auth::Verifier,
     /// `None`: standalone.
     pub redis: Option<RedisSettings>,
     /// How long shutdown waits for sockets to close.
@@ -76,6 +78,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub hub: Arc<Hub>,
     pub origins: origins::AllowedOrigins,
+    pub verifier: crate::auth::Verifier,
     /// The Socket.IO door's sessions and recovery store.
     pub sio: crate::socketio::Door,
     pub limits: Limits,
@@ -121,8 +124,9 @@ pub fn app(state: AppState) -> Router {
 
 /// Binds `--listen` and serves until SIGTERM or Ctrl-C.
 pub async fn serve(args: WsServerArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
     let listener = crate::process::listen(args.listen).await?;
-    run(listener, args.settings(), crate::shutdown::on_signal()).await
+    run(listener, settings, crate::shutdown::on_signal()).await
 }
 
 pub async fn run(
@@ -147,6 +151,7 @@ pub async fn run(
     let state = AppState(Arc::new(Shared {
         hub,
         origins: settings.origins.clone(),
+        verifier: settings.verifier.clone(),
         sio,
         slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
         limits: settings.limits.clone(),
@@ -194,8 +199,21 @@ async fn page() -> Response {
 /// Query parameters of `/ws`.
 #[derive(serde::Deserialize)]
 struct Connect {
-    /// Display name shown beside the connection id.
+    /// Display name shown beside the connection id (anonymous clients).
     name: Option<String>,
+    /// A JWT, for clients that cannot set `Authorization` (browsers).
+    token: Option<String>,
+}
+
+/// The bearer token of a request: `Authorization: Bearer ...`, else the
+/// given query parameter.
+pub fn bearer<'a>(headers: &'a axum::http::HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .or(query)
 }
 
 async fn upgrade(
@@ -203,8 +221,21 @@ async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Query(connect): Query<Connect>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    let name = match connect.name.as_deref().map(DisplayName::parse) {
+    let identity = match state
+        .verifier
+        .verify(bearer(&headers, connect.token.as_deref()))
+    {
+        Ok(identity) => identity,
+        Err(why) => return (StatusCode::UNAUTHORIZED, why.to_string()).into_response(),
+    };
+    // With a token the name is the token's: never the client's choice.
+    let asked = match &identity {
+        Some(identity) => identity.name.as_deref(),
+        None => connect.name.as_deref(),
+    };
+    let name = match asked.map(DisplayName::parse) {
         None => None,
         Some(Ok(name)) => Some(name),
         Some(Err(why)) => return (StatusCode::BAD_REQUEST, why.0).into_response(),
@@ -221,7 +252,7 @@ async fn upgrade(
         // would keep the upgrade's state beside ours for the
         // connection's whole life.
         let connections = state.connections.clone();
-        connections.spawn(connection::run(socket, state, peer, name, slot));
+        connections.spawn(connection::run(socket, state, peer, name, identity, slot));
         drop(token);
         std::future::ready(())
     })

@@ -22,6 +22,8 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// No answer to the server's ping in time.
     pub const PING_TIMEOUT: u16 = 4000;
+    /// The connection's token expired; reconnect with a fresh one.
+    pub const TOKEN_EXPIRED: u16 = 4001;
 }
 
 /// Longest `ack` token echoed back, so a client cannot make the server

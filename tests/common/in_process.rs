@@ -40,7 +40,11 @@ impl Server {
             unreachable!()
         };
         Self::start(|listener, shutdown| {
-            tokio::spawn(rtchat::ws::run(listener, args.settings(), shutdown))
+            tokio::spawn(rtchat::ws::run(
+                listener,
+                args.settings().unwrap(),
+                shutdown,
+            ))
         })
         .await
     }

@@ -1,0 +1,218 @@
+//! Who may connect, with tokens: the native door refuses every kind of bad
+//! token before the upgrade, takes the member's user and name from a good
+//! one, holds it to its rooms, and closes it when the token expires.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+const SECRET: &str = "test secret, 32 bytes or so.....";
+
+fn now() -> u64 {
+    rtchat::auth::expiry_in(std::time::Duration::ZERO)
+}
+
+fn token(claims: Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn server(mode: &str) -> Server {
+    Server::ws("server-1", None, &["--auth", mode, "--jwt-secret", SECRET]).await
+}
+
+/// The HTTP status of an upgrade to `url`.
+async fn status(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused_before_the_upgrade() {
+    let server = server("required").await;
+    let url = |token: &str| format!("{}?token={token}", server.ws_url());
+    let claims = json!({"sub": "ana", "exp": now() + 60});
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let cases = [
+        ("no token", server.ws_url()),
+        ("garbage", url("garbage")),
+        (
+            "bad signature",
+            url(&encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"some other secret, long enough.."),
+            )
+            .unwrap()),
+        ),
+        (
+            "another algorithm",
+            url(&encode(
+                &Header::new(Algorithm::HS512),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()),
+        ),
+        (
+            "alg none",
+            url(&format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&claims)
+            )),
+        ),
+        (
+            "expired",
+            url(&token(json!({"sub": "ana", "exp": now() - 60}))),
+        ),
+        (
+            "not yet valid",
+            url(&token(
+                json!({"sub": "ana", "exp": now() + 600, "nbf": now() + 300}),
+            )),
+        ),
+        ("no exp", url(&token(json!({"sub": "ana"})))),
+    ];
+    for (what, url) in cases {
+        assert_eq!(status(&url).await, 401, "{what}");
+    }
+    assert_eq!(status(&url(&token(claims))).await, 101, "a good token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_says_who_the_member_is() {
+    let server = server("required").await;
+    let good = token(json!({"sub": "ana", "name": "Ana", "exp": now() + 60}));
+    // The Authorization header works as well as the query parameter, and a
+    // name in the query cannot override the token's.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "{}?name=Mallory",
+            server.ws_url()
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {good}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    let mut next = async || -> Value {
+        loop {
+            let frame = tokio::time::timeout(DEADLINE, ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    };
+    let welcome = next().await;
+    assert_eq!(welcome["user"], "ana");
+    drop(next);
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        json!({"type": "join_room", "room": "r"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        json!({"type": "message", "room": "r", "message": "hi"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let message = loop {
+        let frame = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let text = frame.into_text().unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["type"] == "message" {
+            break value;
+        }
+    };
+    assert_eq!(
+        (message["user"].as_str(), message["name"].as_str()),
+        (Some("ana"), Some("Ana"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_in_the_token_bound_join_post_and_presence() {
+    let server = server("required").await;
+    let scoped = token(json!({"sub": "bo", "exp": now() + 60, "rooms": ["team-*"]}));
+    let mut bo = Client::connect(&format!("{}?token={scoped}", server.ws_url())).await;
+    assert_eq!(bo.join("team-a").await["type"], "joined");
+    for frame in [
+        json!({"type": "join_room", "room": "general"}),
+        json!({"type": "message", "room": "general", "message": "sneaky"}),
+        json!({"type": "presence", "room": "general"}),
+    ] {
+        bo.send(frame.clone()).await;
+        let error = bo.recv_type("error").await;
+        assert_eq!(
+            (error["code"].as_str(), error["room"].as_str()),
+            (Some("forbidden"), Some("general")),
+            "{frame}"
+        );
+    }
+    bo.say("team-a", "allowed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_closes_its_connection_with_4001() {
+    let server = server("required").await;
+    let short = token(json!({"sub": "cy", "exp": now() + 2}));
+    let mut cy = Client::connect(&format!("{}?token={short}", server.ws_url())).await;
+    let long = token(json!({"sub": "di", "exp": now() + 600}));
+    let mut di = Client::connect(&format!("{}?token={long}", server.ws_url())).await;
+    assert_eq!(cy.recv_close().await, Some(4001));
+    di.join("r").await;
+    di.say("r", "still here").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_mode_lets_anonymous_clients_in_but_checks_given_tokens() {
+    let server = server("optional").await;
+    let anonymous = Client::connect(&server.ws_url()).await;
+    assert_eq!(anonymous.user.len(), 16, "a random id");
+    assert_eq!(
+        status(&format!("{}?token=garbage", server.ws_url())).await,
+        401
+    );
+    let good = token(json!({"sub": "ed", "exp": now() + 60}));
+    let ed = Client::connect(&format!("{}?token={good}", server.ws_url())).await;
+    assert_eq!(ed.user, "ed");
+}
+
+#[test]
+fn the_token_command_mints_what_the_server_accepts() {
+    let out = rtchat()
+        .args(["token", "--sub", "fay", "--rooms", "a,b*", "--ttl", "5m"])
+        .env("JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let minted = String::from_utf8(out.stdout).unwrap();
+    let verifier = rtchat::auth::Verifier::new(
+        rtchat::auth::Mode::Required,
+        Some(&rtchat::auth::KeySource::Secret(SECRET.as_bytes().to_vec())),
+    )
+    .unwrap();
+    let id = verifier.verify(Some(minted.trim())).unwrap().unwrap();
+    assert_eq!(id.user, "fay");
+    assert!(id.rooms.unwrap().allows("bee"));
+}
