@@ -18,7 +18,7 @@ async fn join_publish_leave() {
         .unwrap();
     assert!(joined.position > 0 && joined.recovered.is_none() && joined.replay.is_empty());
     assert_eq!(f.hub.local_members("general"), 1);
-    assert_eq!(f.hub.presence(&general).await.unwrap().len(), 1);
+    assert_eq!(f.hub.presence(&bob, &general).await.unwrap().len(), 1);
 
     // Posting does not require membership, as in the Socket.IO original.
     let id = f.hub.publish(&bob, &general, "hi").await.unwrap();
@@ -31,7 +31,7 @@ async fn join_publish_leave() {
         "a second leave is a no-op"
     );
     assert_left_nothing(&f, &ana, "general");
-    assert!(f.hub.presence(&general).await.unwrap().is_empty());
+    assert!(f.hub.presence(&bob, &general).await.unwrap().is_empty());
     f.hub.publish(&bob, &general, "after").await.unwrap();
     assert!(drain(&mut ana, &ana_rx).is_empty());
 }

@@ -123,3 +123,26 @@ async fn limits_refuse_and_change_nothing() {
         assert_eq!(err.code(), ErrorCode::MessageTooLong);
     }
 }
+
+#[tokio::test]
+async fn rooms_outside_the_token_are_forbidden() {
+    let f = fixture();
+    let (mut bo, bo_rx) = f.hub.open("bo".into(), None);
+    bo.restrict(crate::auth::RoomRule::new(vec!["team-*".into()]));
+    let err = f
+        .hub
+        .join(&mut bo, &room("general"), JoinRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Forbidden);
+    assert_left_nothing(&f, &bo, "general");
+    let err = f.hub.publish(&bo, &room("general"), "x").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Forbidden);
+    assert!(f.hub.presence(&bo, &room("general")).await.is_err());
+    f.hub
+        .join(&mut bo, &room("team-a"), JoinRequest::default())
+        .await
+        .unwrap();
+    let id = f.hub.publish(&bo, &room("team-a"), "ok").await.unwrap();
+    assert_eq!(drain(&mut bo, &bo_rx), [id]);
+}
