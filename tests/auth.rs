@@ -107,21 +107,17 @@ async fn the_token_says_who_the_member_is() {
         .insert("authorization", format!("Bearer {good}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     use futures_util::{SinkExt, StreamExt};
-    let mut next = async || -> Value {
-        loop {
-            let frame = tokio::time::timeout(DEADLINE, ws.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
-                return serde_json::from_str(&text).unwrap();
-            }
+    let welcome = loop {
+        let frame = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            break serde_json::from_str::<Value>(&text).unwrap();
         }
     };
-    let welcome = next().await;
     assert_eq!(welcome["user"], "ana");
-    drop(next);
     ws.send(tokio_tungstenite::tungstenite::Message::text(
         json!({"type": "join_room", "room": "r"}).to_string(),
     ))
