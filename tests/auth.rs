@@ -212,3 +212,51 @@ fn the_token_command_mints_what_the_server_accepts() {
     assert_eq!(id.user, "fay");
     assert!(id.rooms.unwrap().allows("bee"));
 }
+
+/// The same rules through the Socket.IO door, with the official client:
+/// `auth: {token}` in its CONNECT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_io_clients_present_tokens_in_their_connect() {
+    let server = server("required").await;
+    let url = format!("http://{}", server.addr());
+    let options = |token: Option<String>| match token {
+        Some(token) => json!({"auth": {"token": token}, "reconnection": false}),
+        None => json!({"reconnection": false}),
+    };
+    let mut nobody = SioClient::node(&url, options(None));
+    assert_eq!(nobody.next("connect_error").await, "a token is required");
+    let forged = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "ana", "exp": now() + 60}),
+        &EncodingKey::from_secret(b"some other secret, long enough.."),
+    )
+    .unwrap();
+    let mut forger = SioClient::node(&url, options(Some(forged)));
+    assert_eq!(
+        forger.next("connect_error").await,
+        "invalid token: bad signature"
+    );
+    let expired = token(json!({"sub": "ana", "exp": now() - 60}));
+    let mut late = SioClient::node(&url, options(Some(expired)));
+    assert_eq!(late.next("connect_error").await, "token expired");
+
+    let good = token(json!({"sub": "ana", "name": "Ana", "exp": now() + 60, "rooms": ["team-*"]}));
+    let mut ana = SioClient::node(&url, options(Some(good)));
+    ana.next("connect").await;
+    ana.emit_with_ack("join_room", json!(["general"]));
+    let refused = ana.next_where(|l| l["ack"] == "join_room").await;
+    assert_eq!(refused["reply"]["error"]["code"], "forbidden");
+    ana.emit_with_ack("join_room", json!(["team-a"]));
+    ana.next_where(|l| l["ack"] == "join_room").await;
+    ana.emit("message", json!([{"room": "team-a", "message": "hi"}]));
+    let message = ana.message().await;
+    assert_eq!(
+        (message[0]["user"].as_str(), message[0]["name"].as_str()),
+        (Some("ana"), Some("Ana"))
+    );
+
+    let short = token(json!({"sub": "bo", "exp": now() + 2}));
+    let mut bo = SioClient::node(&url, options(Some(short)));
+    bo.next("connect").await;
+    assert_eq!(bo.next("disconnect").await, "io server disconnect");
+}

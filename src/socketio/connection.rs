@@ -140,6 +140,7 @@ pub fn run(
         link,
         socket: None,
         pinged: false,
+        expiry: None,
     };
     async move {
         connection.state.metrics.connections.inc();
@@ -162,6 +163,9 @@ pub(super) struct Connection {
     /// A heartbeat went out: a client still not connected at the next one
     /// has had a whole ping interval to send its CONNECT.
     pinged: bool,
+    /// When the client's token expires; boxed, so anonymous sessions pay a
+    /// pointer for it.
+    expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A client connected to the main namespace.
@@ -169,8 +173,16 @@ pub(super) struct Connected {
     pub session: Session,
     pub queue: flume::Receiver<Outbound>,
     /// The private id recovery finds the session by; `None` with recovery
-    /// off. (The Socket.IO id is the session's `user`.)
+    /// off.
     pub pid: Option<String>,
+    /// The Socket.IO id when a token set the user; `None`: it is the user.
+    pub sid: Option<Box<str>>,
+}
+
+impl Connected {
+    pub fn sid(&self) -> &str {
+        self.sid.as_deref().unwrap_or(self.session.user())
+    }
 }
 
 /// Why a session ended.
@@ -186,12 +198,14 @@ pub(super) enum End {
     PingTimeout,
     ConnectTimeout,
     TooLarge,
+    TokenExpired,
     Protocol(&'static str),
 }
 
 /// What woke the task.
 enum Wake {
     Shutdown,
+    Expired,
     TooSlow,
     Queued(Outbound),
     Packet(String),
@@ -231,6 +245,7 @@ impl Connection {
                 biased;
                 _ = &mut shutdown => Wake::Shutdown,
                 _ = slow(too_slow.as_mut()) => Wake::TooSlow,
+                _ = crate::ws::connection::expired(&mut self.expiry) => Wake::Expired,
                 Some(item) = queued(&self.socket) => Wake::Queued(item),
                 wake = incoming(&mut self.link) => wake,
                 _ = &mut heartbeat => Wake::Heartbeat { unanswered: false },
@@ -254,6 +269,12 @@ impl Connection {
         match wake {
             Wake::Shutdown => Err(End::Shutdown),
             Wake::TooSlow => Err(End::TooSlow),
+            Wake::Expired => {
+                // Socket.IO's DISCONNECT: the client does not reconnect by
+                // itself with the same, expired token.
+                let _ = self.send("41".into()).await;
+                Err(End::TokenExpired)
+            }
             Wake::Closed(end) => Err(end),
             Wake::Ignored => Ok(()),
             Wake::Queued(item) => self.forward(item).await,
@@ -337,6 +358,11 @@ impl Connection {
         self.flush().await
     }
 
+    /// Ends the session when its token expires.
+    pub(super) fn expire_with(&mut self, identity: Option<&crate::auth::Identity>) {
+        self.expiry = identity.map(|i| Box::pin(tokio::time::sleep(i.remaining())));
+    }
+
     pub(super) async fn send(&mut self, packet: String) -> Result<(), End> {
         self.feed(packet.into()).await?;
         self.flush().await
@@ -397,6 +423,7 @@ impl Connection {
             End::TooSlow => (close::TRY_AGAIN_LATER, "too slow"),
             End::PingTimeout => (close::PING_TIMEOUT, "ping timeout"),
             End::TooLarge => (close::TOO_BIG, "payload too large"),
+            End::TokenExpired => (close::TOKEN_EXPIRED, "token expired"),
             _ => (1000, "closed"),
         };
         match &mut self.link {
@@ -422,7 +449,11 @@ impl Connection {
 /// Saves a session for recovery within `window`.
 pub(super) async fn save(state: &AppState, socket: &Connected, pid: &str, window: Duration) {
     let saved = super::recovery::Saved {
-        sid: socket.session.user().to_owned(),
+        sid: socket.sid().to_owned(),
+        user: socket
+            .sid
+            .is_some()
+            .then(|| socket.session.user().to_owned()),
         name: socket.session.name().map(|n| n.as_str().to_owned()),
         rooms: socket.session.positions(),
     };

@@ -106,20 +106,31 @@ impl Connection {
         if self.socket.is_some() {
             return Ok(());
         }
-        let name = match auth
-            .get("name")
-            .and_then(Value::as_str)
-            .map(DisplayName::parse)
-        {
+        let token = auth.get("token").and_then(Value::as_str);
+        let identity = match self.state.verifier.verify(token) {
+            Ok(identity) => identity,
+            Err(why) => {
+                return self
+                    .send(packet::connect_error("/", &why.to_string()))
+                    .await;
+            }
+        };
+        // With a token the name is the token's, never the client's choice.
+        let asked = match &identity {
+            Some(identity) => identity.name.as_deref(),
+            None => auth.get("name").and_then(Value::as_str),
+        };
+        let name = match asked.map(DisplayName::parse) {
             None => None,
             Some(Ok(name)) => Some(name),
             Some(Err(why)) => return self.send(packet::connect_error("/", &why.0)).await,
         };
         let window = self.state.sio.settings.recovery_window;
         if let (Some(window), Some(pid)) = (window, auth.get("pid").and_then(Value::as_str))
-            && let Some((socket, missed)) = self.recover(pid, &auth).await
+            && let Some((socket, missed)) = self.recover(pid, &auth, identity.as_ref()).await
         {
-            let reply = packet::connect_reply(socket.session.user(), socket.pid.as_deref());
+            self.expire_with(identity.as_ref());
+            let reply = packet::connect_reply(socket.sid(), socket.pid.as_deref());
             save(&self.state, &socket, pid, window).await;
             self.socket = Some(socket);
             self.send(reply).await?;
@@ -130,18 +141,28 @@ impl Connection {
             tracing::debug!(missed = missed.len(), "session recovered");
             return Ok(());
         }
-        let sid = super::random_id();
-        let (session, queue) = self.state.hub.open(sid.clone(), name);
+        // Anonymous: the Socket.IO id is the member's user. With a token the
+        // user is its `sub`, and the Socket.IO id a random one of its own.
+        let (user, sid) = match &identity {
+            Some(identity) => (identity.user.clone(), Some(super::random_id().into())),
+            None => (super::random_id(), None),
+        };
+        let (mut session, queue) = self.state.hub.open(user, name);
+        if let Some(rule) = identity.as_ref().and_then(|i| i.rooms.clone()) {
+            session.restrict(rule);
+        }
+        self.expire_with(identity.as_ref());
         let pid = window.map(|_| super::random_id());
         let socket = Box::new(Connected {
             session,
             queue,
             pid,
+            sid,
         });
         if let (Some(pid), Some(window)) = (&socket.pid, window) {
             save(&self.state, &socket, pid, window).await;
         }
-        let reply = packet::connect_reply(socket.session.user(), socket.pid.as_deref());
+        let reply = packet::connect_reply(socket.sid(), socket.pid.as_deref());
         self.socket = Some(socket);
         self.send(reply).await
     }
@@ -153,6 +174,7 @@ impl Connection {
         &mut self,
         pid: &str,
         auth: &Value,
+        identity: Option<&crate::auth::Identity>,
     ) -> Option<(Box<Connected>, Vec<RoomMessage>)> {
         let saved = match self.state.sio.store.load(pid).await {
             Ok(saved) => saved?,
@@ -161,6 +183,10 @@ impl Connection {
                 return None;
             }
         };
+        // A session is only ever resumed by the user it belongs to.
+        if saved.user.as_deref() != identity.map(|i| i.user.as_str()) {
+            return None;
+        }
         let offset: u64 = auth
             .get("offset")
             .and_then(Value::as_str)
@@ -171,7 +197,14 @@ impl Connection {
             .as_deref()
             .and_then(|n| DisplayName::parse(n).ok());
         let hub = self.state.hub.clone();
-        let (mut session, queue) = hub.open(saved.sid.clone(), name);
+        let (user, sid) = match saved.user {
+            Some(user) => (user, Some(saved.sid.into())),
+            None => (saved.sid, None),
+        };
+        let (mut session, queue) = hub.open(user, name);
+        if let Some(rule) = identity.and_then(|i| i.rooms.clone()) {
+            session.restrict(rule);
+        }
         let max_len = self.state.limits.max_room_len;
         let mut missed = Vec::new();
         for (room, position) in &saved.rooms {
@@ -200,6 +233,7 @@ impl Connection {
             session,
             queue,
             pid: Some(pid.to_owned()),
+            sid,
         });
         Some((socket, missed))
     }

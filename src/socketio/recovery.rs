@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 /// A session as saved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Saved {
-    /// The Socket.IO id, which is also the member's `user`.
+    /// The Socket.IO id.
     pub sid: String,
+    /// The member's user when a token set it (else it is the Socket.IO id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Each joined room and the log position it was joined at.
@@ -160,6 +163,7 @@ mod tests {
         let store = MemoryStore::default();
         let saved = Saved {
             sid: "s".into(),
+            user: None,
             name: None,
             rooms: vec![("g".into(), 5)],
         };

@@ -333,7 +333,7 @@ pub(crate) fn is_capacity_error(err: &axum::Error) -> bool {
 
 use tokio_tungstenite::tungstenite;
 
-async fn expired(expiry: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+pub(crate) async fn expired(expiry: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
     match expiry {
         Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
