@@ -294,6 +294,9 @@ pub struct GrpcServerArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
 
+    #[command(flatten)]
+    pub jwt: AuthArgs,
+
     /// Require `authorization: Bearer <token>` on UserService calls
     /// (health and reflection stay open).
     #[arg(long, env = "AUTH_TOKEN", hide_env_values = true)]
@@ -323,9 +326,10 @@ pub struct GrpcServerArgs {
 }
 
 impl GrpcServerArgs {
-    /// The plain settings the server runs on.
-    pub fn settings(&self) -> crate::grpc::Settings {
-        crate::grpc::Settings {
+    /// The plain settings the server runs on (reads the JWT key file).
+    pub fn settings(&self) -> anyhow::Result<crate::grpc::Settings> {
+        Ok(crate::grpc::Settings {
+            verifier: self.jwt.verifier()?,
             id: self.id.clone(),
             redis: self.redis.settings(),
             auth_token: self.auth_token.clone(),
@@ -334,7 +338,7 @@ impl GrpcServerArgs {
             concurrency_limit: self.concurrency_limit,
             keepalive_interval: self.keepalive_interval,
             shutdown_timeout: self.shutdown_timeout,
-        }
+        })
     }
 }
 

@@ -260,3 +260,77 @@ async fn socket_io_clients_present_tokens_in_their_connect() {
     bo.next("connect").await;
     assert_eq!(bo.next("disconnect").await, "io server disconnect");
 }
+
+/// gRPC: the same JWTs as bearer tokens; reads for any valid token, the
+/// write methods for tokens with scope `users:write` or the static
+/// service token; health open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_takes_jwts_with_a_scope_for_writes() {
+    let server = Server::grpc(
+        "grpc-1",
+        None,
+        &[
+            "--auth",
+            "required",
+            "--jwt-secret",
+            SECRET,
+            "--auth-token",
+            "service-token",
+        ],
+    )
+    .await;
+    let addr = server.grpc_url();
+    let call = |token: Option<String>, args: &[&str]| {
+        let mut full: Vec<String> = Vec::new();
+        if let Some(token) = token {
+            full.extend(["--token".into(), token]);
+        }
+        full.extend(args.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        grpc_client(&addr, &refs)
+    };
+    let reader = token(json!({"sub": "ana", "exp": now() + 60}));
+    let writer = token(json!({"sub": "bo", "exp": now() + 60, "scope": "users:write"}));
+    let expired = token(json!({"sub": "ana", "exp": now() - 60}));
+    let forged = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "ana", "exp": now() + 60, "scope": "users:write"}),
+        &EncodingKey::from_secret(b"some other secret, long enough.."),
+    )
+    .unwrap();
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&json!({"sub": "ana", "exp": now() + 60, "scope": "users:write"}))
+    );
+    for (what, token) in [
+        ("none", None),
+        ("expired", Some(expired)),
+        ("forged", Some(forged)),
+        ("alg none", Some(none)),
+    ] {
+        let (ok, _, err) = call(token, &["get", "1"]);
+        assert!(
+            !ok && err.starts_with("error: UNAUTHENTICATED"),
+            "{what}: {err}"
+        );
+    }
+    let (ok, out, _) = call(Some(reader.clone()), &["get", "1"]);
+    assert!(ok && out.contains("Alice"), "reads with any valid token");
+    let (ok, _, err) = call(Some(reader), &["create", "Eve", "eve@example.com"]);
+    assert!(!ok && err.starts_with("error: PERMISSION_DENIED"), "{err}");
+    assert!(call(Some(writer), &["create", "Fay", "fay@example.com"]).0);
+    assert!(
+        call(
+            Some("service-token".into()),
+            &["create", "Gus", "gus@example.com"]
+        )
+        .0
+    );
+    let (ok, out, _) = grpc_client(&addr, &["health"]);
+    assert!(
+        ok && out.contains("SERVING"),
+        "health needs no token: {out}"
+    );
+}

@@ -49,6 +49,8 @@ pub struct Settings {
     pub id: String,
     /// `None`: standalone, users in memory.
     pub redis: Option<crate::redis::RedisSettings>,
+    /// Who may call with a JWT.
+    pub verifier: crate::auth::Verifier,
     /// The static bearer token, or the file it is read from at start.
     pub auth_token: Option<String>,
     pub auth_token_file: Option<std::path::PathBuf>,
@@ -63,8 +65,9 @@ pub struct Settings {
 }
 
 pub async fn serve(args: GrpcServerArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
     let listener = crate::process::listen(args.listen).await?;
-    run(listener, args.settings(), crate::shutdown::on_signal()).await
+    run(listener, settings, crate::shutdown::on_signal()).await
 }
 
 pub async fn run(
@@ -99,7 +102,10 @@ pub async fn run(
         .build_v1()
         .context("building the reflection service")?;
     let users = UserServiceServer::new(UserService::new(store, broker, updates, shutdown.clone()));
-    let users = InterceptedService::new(users, auth::BearerAuth::new(token));
+    let users = InterceptedService::new(
+        users,
+        auth::BearerAuth::new(token, settings.verifier.clone()),
+    );
 
     let addr = listener.local_addr()?;
     let mode = crate::redis::mode(redis.as_ref());

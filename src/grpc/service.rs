@@ -140,6 +140,7 @@ impl pb::user_service_server::UserService for UserService {
         &self,
         request: Request<CreateUserRequest>,
     ) -> Result<Response<UserResponse>, Status> {
+        super::auth::caller(&request).may_write()?;
         let CreateUserRequest { name, email } = request.into_inner();
         validate::name(&name).map_err(Status::invalid_argument)?;
         validate::email(&email).map_err(Status::invalid_argument)?;
@@ -173,6 +174,7 @@ impl pb::user_service_server::UserService for UserService {
         &self,
         request: Request<UpdateUserRequest>,
     ) -> Result<Response<UserResponse>, Status> {
+        super::auth::caller(&request).may_write()?;
         let UpdateUserRequest { id, name, email } = request.into_inner();
         let name = (!name.is_empty()).then_some(name);
         let email = (!email.is_empty()).then_some(email);
@@ -196,6 +198,7 @@ impl pb::user_service_server::UserService for UserService {
         &self,
         request: Request<UserRequest>,
     ) -> Result<Response<UserResponse>, Status> {
+        super::auth::caller(&request).may_write()?;
         let user = response(
             self.store
                 .delete(request.into_inner().id)

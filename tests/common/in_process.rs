@@ -55,7 +55,11 @@ impl Server {
             unreachable!()
         };
         Self::start(|listener, shutdown| {
-            tokio::spawn(rtchat::grpc::run(listener, args.settings(), shutdown))
+            tokio::spawn(rtchat::grpc::run(
+                listener,
+                args.settings().unwrap(),
+                shutdown,
+            ))
         })
         .await
     }
