@@ -274,6 +274,25 @@ async fn a_member_of_an_empty_room_resumes_on_another_replica() {
         })
         .await;
     }
+    // Pub/sub is back everywhere before the resume is tried (a replica's
+    // subscriber may come back a moment after /readyz turns 200).
+    let mut probe = Client::connect(&cluster.url(0)).await;
+    probe.join("probe").await;
+    let mut prober = Client::connect(&cluster.url(2)).await;
+    let mut n = 0;
+    wait_for(
+        "cross-replica delivery after the restart",
+        DEADLINE,
+        async || {
+            n += 1;
+            prober.say("probe", &format!("probe {n}")).await;
+            let got = tokio::time::timeout(std::time::Duration::from_millis(200), probe.recv())
+                .await
+                .ok()?;
+            (got["type"] == "message").then_some(())
+        },
+    )
+    .await;
     let mut again = Client::connect(&cluster.url(1)).await;
     let lost = again.join_since("fresh", &before).await;
     assert_eq!(lost["recovered"], false, "{lost}");
