@@ -295,10 +295,47 @@ async fn connection_limit_holds_under_a_burst(with_redis: bool) {
     }
 }
 
+/// Control frames count against the frame rate: a ping flood is closed
+/// with 1008 (on both doors) while an ordinary client is served.
+async fn a_ping_flood_is_cut_off(with_redis: bool) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (_redis, server) = replica(with_redis, &["--rate-limit", "20", "--rate-burst", "40"]).await;
+    let mut calm = Client::connect(&server.ws_url()).await;
+    calm.join("r").await;
+    let sio = format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket",
+        server.addr()
+    );
+    for url in [server.ws_url(), sio] {
+        let (mut flood, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let closed = async {
+            for _ in 0..2_000 {
+                if flood.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            loop {
+                match tokio::time::timeout(DEADLINE, flood.next())
+                    .await
+                    .expect("closed in time")
+                {
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => continue,
+                    _ => break None,
+                }
+            }
+        };
+        assert_eq!(closed.await, Some(1008), "{url}");
+        calm.say("r", "still served").await;
+    }
+}
+
 in_both_modes!(
     bad_input_gets_error_frames,
     floods_are_rate_limited,
     slow_reader_is_disconnected,
     silent_client_is_closed_by_heartbeat,
     connection_limit_holds_under_a_burst,
+    a_ping_flood_is_cut_off,
 );

@@ -199,6 +199,7 @@ pub(super) enum End {
     ConnectTimeout,
     TooLarge,
     TokenExpired,
+    Flood,
     Protocol(&'static str),
 }
 
@@ -210,9 +211,12 @@ enum Wake {
     Queued(Outbound),
     Packet(String),
     Closed(End),
-    Ignored,
+    /// A WebSocket ping or pong: counted against the rate.
+    Control,
     Upgrade(Upgrade),
-    Heartbeat { unanswered: bool },
+    Heartbeat {
+        unanswered: bool,
+    },
 }
 
 impl Connection {
@@ -276,7 +280,8 @@ impl Connection {
                 Err(End::TokenExpired)
             }
             Wake::Closed(end) => Err(end),
-            Wake::Ignored => Ok(()),
+            Wake::Control if self.bucket.try_take(std::time::Instant::now()) => Ok(()),
+            Wake::Control => Err(End::Flood),
             Wake::Queued(item) => self.forward(item).await,
             Wake::Heartbeat { unanswered: true } => Err(End::PingTimeout),
             // No CONNECT by the first heartbeat: a client that opened a
@@ -424,6 +429,7 @@ impl Connection {
             End::PingTimeout => (close::PING_TIMEOUT, "ping timeout"),
             End::TooLarge => (close::TOO_BIG, "payload too large"),
             End::TokenExpired => (close::TOKEN_EXPIRED, "token expired"),
+            End::Flood => (close::FLOOD, "too many control frames"),
             _ => (1000, "closed"),
         };
         match &mut self.link {
@@ -433,6 +439,12 @@ impl Connection {
                     reason: reason.into(),
                 }));
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.send(frame)).await;
+                if let End::Flood = end {
+                    // Unread flood frames would reset the socket and could
+                    // take the close frame with them: read and discard.
+                    let drain = async { while let Some(Ok(_)) = ws.next().await {} };
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
+                }
             }
             Link::Polling { polling, .. } => {
                 polling.push(engine::CLOSE.into(), usize::MAX);
@@ -509,7 +521,7 @@ async fn incoming(link: &mut Link) -> Wake {
             Some(Ok(Message::Binary(_))) => {
                 Wake::Closed(End::Protocol("binary frames are not supported"))
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Wake::Ignored,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Wake::Control,
             Some(Ok(Message::Close(_))) | None => Wake::Closed(End::Lost),
             Some(Err(err)) if crate::ws::connection::is_capacity_error(&err) => {
                 Wake::Closed(End::TooLarge)

@@ -115,6 +115,7 @@ pub(super) enum End {
     ClientClosed,
     Shutdown,
     TokenExpired,
+    Flood,
     TooSlow,
     PingTimeout,
     FrameTooLarge,
@@ -208,7 +209,24 @@ impl Connection {
                 .await
             }
             Ok(Message::Close(_)) => Err(End::ClientClosed),
-            Ok(Message::Ping(_) | Message::Pong(_)) => Ok(()),
+            // Control frames count against the rate like any other: a
+            // flood of them (each ping costs a pong) closes the connection.
+            Ok(Message::Ping(_) | Message::Pong(_)) => {
+                if self.bucket.try_take(std::time::Instant::now()) {
+                    Ok(())
+                } else {
+                    self.state.metrics.error(ErrorCode::RateLimited);
+                    let end = self
+                        .close(close::FLOOD, "too many control frames", End::Flood)
+                        .await;
+                    // What the flood already sent is unread; dropping the
+                    // socket now would reset it and could take the close
+                    // frame with it. Read and discard, for a bounded time.
+                    let drain = async { while let Some(Ok(_)) = self.socket.next().await {} };
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
+                    Err(end)
+                }
+            }
             Err(err) if is_capacity_error(&err) => {
                 let limit = self.state.limits.max_frame_bytes;
                 let _ = self

@@ -16,6 +16,8 @@ use std::fmt::Write;
 pub mod close {
     /// The server is shutting down; reconnect (to another replica).
     pub const GOING_AWAY: u16 = 1001;
+    /// Control frames (pings, pongs) beyond the frame rate.
+    pub const FLOOD: u16 = 1008;
     /// A frame over `--max-frame-bytes`.
     pub const TOO_BIG: u16 = 1009;
     /// The client did not keep up with its messages; reconnect and resume.
