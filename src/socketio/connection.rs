@@ -332,7 +332,6 @@ impl Connection {
     }
 
     async fn on_packet(&mut self, text: &str) -> Result<(), End> {
-        tracing::trace!(packet = text, "received");
         match Engine::parse(text) {
             Some(Engine::Message(data)) => self.on_message(data).await,
             Some(Engine::Ping(data)) => self.send(format!("3{data}")).await,
