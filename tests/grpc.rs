@@ -303,3 +303,22 @@ in_both_modes!(
     bearer_token_guards_the_service,
     sigterm_ends_streams_and_exits_cleanly,
 );
+
+/// A request far over any real user is refused before it is decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused() {
+    let server = Server::grpc("grpc-1", None, &[]).await;
+    let mut c = client(&server).await;
+    let huge = "x".repeat(100_000);
+    let err = c
+        .create_user(create(&huge, "huge@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    let err = c
+        .create_user(create(&"y".repeat(101), "long@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "over the name limit");
+    assert_eq!(list(&mut c).await.len(), 2, "nothing was created");
+}

@@ -32,6 +32,10 @@ use updates::UpdateFeed;
 /// How often store reachability is reflected in the health service.
 const HEALTH_POLL: Duration = Duration::from_millis(250);
 
+/// Largest request message decoded: a user is a name (100 characters) and
+/// an email (254 bytes); anything far larger is refused before decoding.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
 /// The service name health checks ask about.
 pub const SERVICE_NAME: &str = "userservice.UserService";
 
@@ -101,7 +105,8 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let users = UserServiceServer::new(UserService::new(store, broker, updates, shutdown.clone()));
+    let users = UserServiceServer::new(UserService::new(store, broker, updates, shutdown.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
     let users = InterceptedService::new(
         users,
         auth::BearerAuth::new(token, settings.verifier.clone()),
