@@ -16,12 +16,11 @@ use crate::ws::limits::TokenBucket;
 use crate::ws::protocol::close;
 use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
@@ -57,27 +56,21 @@ pub enum Upgrade {
 pub fn upgrade(
     state: AppState,
     peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
     ws: WebSocketUpgrade,
     sid: Option<String>,
 ) -> Response {
     let ws = crate::ws::configure(ws, &state.limits);
     match sid {
         None => {
-            if state.shutdown.is_cancelled() {
-                return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down")
-                    .into_response();
-            }
-            let Ok(slot) = state.slots.clone().try_acquire_owned() else {
-                return (
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "too many connections",
-                )
-                    .into_response();
+            let admission = match crate::ws::admit(&state, peer, headers) {
+                Ok(admission) => admission,
+                Err(refused) => return axum::response::IntoResponse::into_response(refused),
             };
             let token = state.connections.token();
             ws.on_upgrade(move |socket| {
                 let connections = state.connections.clone();
-                connections.spawn(run(state, peer, random_id(), Link::Ws(socket), slot));
+                connections.spawn(run(state, peer, random_id(), Link::Ws(socket), admission));
                 drop(token);
                 std::future::ready(())
             })
@@ -127,7 +120,7 @@ pub fn run(
     peer: SocketAddr,
     sid: String,
     link: Link,
-    slot: OwnedSemaphorePermit,
+    admission: crate::ws::Admission,
 ) -> impl Future<Output = ()> + Send + 'static {
     let span = tracing::info_span!("sio", %sid, %peer);
     let open = match link {
@@ -147,7 +140,7 @@ pub fn run(
         tracing::debug!("connected");
         let end = connection.serve(open).await;
         Box::pin(connection.finish(&end)).await;
-        drop(slot);
+        drop(admission);
         connection.state.metrics.connections.dec();
         tracing::debug!(?end, "disconnected");
     }

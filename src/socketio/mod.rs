@@ -130,11 +130,14 @@ pub async fn get(
         (Some("websocket"), sid) => {
             let (mut parts, _) = request.into_parts();
             match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-                Ok(ws) => connection::upgrade(state, peer, ws, sid),
+                Ok(ws) => {
+                    let headers = parts.headers.clone();
+                    connection::upgrade(state, peer, &headers, ws, sid)
+                }
                 Err(_) => bad_request(),
             }
         }
-        (Some("polling"), None) => polling::handshake(state, peer).await,
+        (Some("polling"), None) => polling::handshake(state, peer, request.headers()).await,
         (Some("polling"), Some(sid)) => polling::poll(state, &sid, request).await,
         _ => unknown_transport(),
     }

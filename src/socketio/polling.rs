@@ -95,12 +95,14 @@ impl Polling {
 }
 
 /// The handshake: a new session, its task, and the open packet.
-pub async fn handshake(state: AppState, peer: SocketAddr) -> Response {
-    if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    }
-    let Ok(slot) = state.slots.clone().try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+pub async fn handshake(
+    state: AppState,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> Response {
+    let admission = match crate::ws::admit(&state, peer, headers) {
+        Ok(admission) => admission,
+        Err(refused) => return axum::response::IntoResponse::into_response(refused),
     };
     let sid = random_id();
     let (inbound, inbound_rx) = flume::bounded(MAX_PACKETS_PER_POST);
@@ -129,7 +131,7 @@ pub async fn handshake(state: AppState, peer: SocketAddr) -> Response {
         upgrade: upgrade_rx,
     };
     let connections = state.connections.clone();
-    connections.spawn(connection::run(state, peer, sid, link, slot));
+    connections.spawn(connection::run(state, peer, sid, link, admission));
     text(open)
 }
 

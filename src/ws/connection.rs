@@ -14,7 +14,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 /// Frames written per flush when the queue has a backlog: large enough to
@@ -42,7 +41,7 @@ pub fn run(
     peer: SocketAddr,
     name: Option<DisplayName>,
     identity: Option<crate::auth::Identity>,
-    slot: OwnedSemaphorePermit,
+    admission: super::Admission,
 ) -> impl Future<Output = ()> + Send + 'static {
     // With a token the user is its `sub`; anonymous clients get a random id.
     let user: String = match &identity {
@@ -75,7 +74,7 @@ pub fn run(
         Box::pin(hub.leave_all(&mut connection.session)).await;
         // The permit first: once the gauge says a socket is gone, its
         // slot is free for the next one.
-        drop(slot);
+        drop(admission);
         connection.state.metrics.connections.dec();
         match reason {
             End::Io(err) => tracing::debug!(%err, "disconnected on a socket error"),

@@ -12,7 +12,9 @@
 //! - [`protocol`]: the frames, their validation and the close codes.
 //! - [`limits`]: the door's own bounds and the rate limiter.
 //! - [`origins`]: which pages may connect, on both doors.
+//! - [`clients`]: connections per client address, on both doors.
 
+pub mod clients;
 pub mod cmd;
 pub mod connection;
 pub mod limits;
@@ -65,6 +67,8 @@ pub struct Settings {
     pub origins: origins::AllowedOrigins,
     /// Who may connect.
     pub verifier: crate::auth::Verifier,
+    /// Bounds per client address.
+    pub clients: clients::ClientLimits,
     /// `None`: standalone.
     pub redis: Option<RedisSettings>,
     /// How long shutdown waits for sockets to close.
@@ -79,6 +83,7 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub origins: origins::AllowedOrigins,
     pub verifier: crate::auth::Verifier,
+    pub clients: clients::Clients,
     /// The Socket.IO door's sessions and recovery store.
     pub sio: crate::socketio::Door,
     pub limits: Limits,
@@ -152,6 +157,7 @@ pub async fn run(
         hub,
         origins: settings.origins.clone(),
         verifier: settings.verifier.clone(),
+        clients: clients::Clients::new(settings.clients.clone()),
         sio,
         slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
         limits: settings.limits.clone(),
@@ -240,11 +246,9 @@ async fn upgrade(
         Some(Ok(name)) => Some(name),
         Some(Err(why)) => return (StatusCode::BAD_REQUEST, why.0).into_response(),
     };
-    if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    }
-    let Ok(slot) = state.slots.clone().try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    let admission = match admit(&state, peer, &headers) {
+        Ok(admission) => admission,
+        Err(refused) => return refused.into_response(),
     };
     let token = state.connections.token();
     configure(ws, &state.limits).on_upgrade(move |socket| {
@@ -252,10 +256,60 @@ async fn upgrade(
         // would keep the upgrade's state beside ours for the
         // connection's whole life.
         let connections = state.connections.clone();
-        connections.spawn(connection::run(socket, state, peer, name, identity, slot));
+        connections.spawn(connection::run(
+            socket, state, peer, name, identity, admission,
+        ));
         drop(token);
         std::future::ready(())
     })
+}
+
+/// A connection's places: in its client address's count and in the
+/// replica's; both given back when it is dropped.
+pub struct Admission {
+    _client: clients::Slot,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Admits a new connection (either door): 503 while shutting down or at
+/// `--max-connections`, 429 over the client address's bounds.
+pub fn admit(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> Result<Admission, NotAdmitted> {
+    if state.shutdown.is_cancelled() {
+        return Err(NotAdmitted::ShuttingDown);
+    }
+    let ip = state.clients.address(peer.ip(), headers);
+    let client = state.clients.admit(ip).map_err(NotAdmitted::Client)?;
+    let Ok(slot) = state.slots.clone().try_acquire_owned() else {
+        return Err(NotAdmitted::Full);
+    };
+    Ok(Admission {
+        _client: client,
+        _slot: slot,
+    })
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug)]
+pub enum NotAdmitted {
+    ShuttingDown,
+    Full,
+    Client(clients::Refused),
+}
+
+impl IntoResponse for NotAdmitted {
+    fn into_response(self) -> Response {
+        match self {
+            Self::ShuttingDown => {
+                (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+            }
+            Self::Full => (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response(),
+            Self::Client(why) => (StatusCode::TOO_MANY_REQUESTS, why.to_string()).into_response(),
+        }
+    }
 }
 
 /// Refuses pages from origins not allowed (403), and adds CORS headers for

@@ -1,0 +1,248 @@
+//! Per-client-address bounds: open connections and new connections per
+//! second from one address, on both doors (HTTP 429 beyond either).
+//!
+//! The address is the peer's, or, when the peer is a trusted proxy, the
+//! last address it appended to `X-Forwarded-For` that is not itself a
+//! trusted proxy: a proxy does not make every client one address, and a
+//! client cannot claim another address past one.
+
+use super::limits::TokenBucket;
+use axum::http::HeaderMap;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Addresses tracked at most; beyond, idle entries are dropped first.
+const MAX_TRACKED: usize = 100_000;
+
+/// A network a proxy's address may be in: `10.0.0.0/8`, `::1/128`, or a
+/// plain address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    base: IpAddr,
+    bits: u8,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not an address or network like 10.0.0.0/8");
+        let (addr, bits) = match text.split_once('/') {
+            Some((addr, bits)) => (addr, Some(bits.parse::<u8>().map_err(|_| bad())?)),
+            None => (text, None),
+        };
+        let base: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if base.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        if bits > max {
+            return Err(bad());
+        }
+        Ok(Self { base, bits })
+    }
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let (base, ip, width) = match (self.base, ip) {
+            (IpAddr::V4(b), IpAddr::V4(i)) => (u32::from(b) as u128, u32::from(i) as u128, 32),
+            (IpAddr::V6(b), IpAddr::V6(i)) => (u128::from(b), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = width - u32::from(self.bits);
+        shift >= width || (base >> shift) == (ip >> shift)
+    }
+}
+
+/// The bounds, from the flags.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Open connections per address.
+    pub max_per_ip: usize,
+    /// New connections per second per address, and the burst above it.
+    pub new_per_second: f64,
+    pub new_burst: f64,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Network>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("too many connections from your address")]
+    TooMany,
+    #[error("too many new connections from your address; slow down")]
+    TooFast,
+}
+
+struct Entry {
+    open: usize,
+    bucket: TokenBucket,
+}
+
+/// The per-address counts of one replica. Cheap to clone.
+#[derive(Clone)]
+pub struct Clients {
+    limits: Arc<ClientLimits>,
+    /// A std mutex: one map update per connect and per close.
+    entries: Arc<Mutex<HashMap<IpAddr, Entry>>>,
+}
+
+/// One open connection's share of its address's count, given back when
+/// dropped.
+pub struct Slot {
+    clients: Clients,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut entries = self.clients.lock();
+        if let Some(entry) = entries.get_mut(&self.ip) {
+            entry.open = entry.open.saturating_sub(1);
+        }
+    }
+}
+
+impl Clients {
+    pub fn new(limits: ClientLimits) -> Self {
+        Self {
+            limits: Arc::new(limits),
+            entries: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Entry>> {
+        self.entries.lock().expect("client table lock poisoned")
+    }
+
+    /// The client's address: `peer`, or what a trusted proxy forwarded.
+    pub fn address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let trusted = |ip: IpAddr| self.limits.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(peer) {
+            return peer;
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        // From the right: the first hop not a trusted proxy is the client.
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(*ip))
+            .unwrap_or(peer)
+    }
+
+    /// Counts a new connection from `ip`, or refuses it.
+    pub fn admit(&self, ip: IpAddr) -> Result<Slot, Refused> {
+        let limits = &self.limits;
+        let mut entries = self.lock();
+        if entries.len() >= MAX_TRACKED {
+            entries.retain(|_, entry| entry.open > 0);
+        }
+        let entry = entries.entry(ip).or_insert_with(|| Entry {
+            open: 0,
+            bucket: TokenBucket::new(limits.new_per_second, limits.new_burst),
+        });
+        if entry.open >= limits.max_per_ip {
+            return Err(Refused::TooMany);
+        }
+        if !entry.bucket.try_take(Instant::now()) {
+            return Err(Refused::TooFast);
+        }
+        entry.open += 1;
+        drop(entries);
+        Ok(Slot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(trusted: &[&str]) -> ClientLimits {
+        ClientLimits {
+            max_per_ip: 2,
+            new_per_second: 1000.0,
+            new_burst: 1000.0,
+            trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
+        }
+    }
+
+    fn xff(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn networks() {
+        let n: Network = "10.0.0.0/8".parse().unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!(
+            n.contains("::ffff:10.0.0.1".parse().unwrap()),
+            "IPv4-mapped"
+        );
+        let one: Network = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("nope".parse::<Network>().is_err());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_from_trusted_proxies_only() {
+        let clients = Clients::new(limits(&["127.0.0.1", "10.0.0.0/8"]));
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(
+            clients.address(proxy, &xff("203.0.113.5")),
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+        // The client's own claim is to the left of what the proxies added.
+        assert_eq!(
+            clients.address(proxy, &xff("1.2.3.4, 203.0.113.5, 10.0.0.7")),
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            clients.address(stranger, &xff("203.0.113.5")),
+            stranger,
+            "not a proxy"
+        );
+        assert_eq!(clients.address(proxy, &HeaderMap::new()), proxy);
+    }
+
+    #[test]
+    fn open_connections_are_bounded_per_address() {
+        let clients = Clients::new(limits(&[]));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = clients.admit(a).unwrap();
+        let _second = clients.admit(a).unwrap();
+        assert!(matches!(clients.admit(a), Err(Refused::TooMany)));
+        assert!(clients.admit(b).is_ok(), "another address is counted apart");
+        drop(first);
+        assert!(clients.admit(a).is_ok(), "a closed one frees its place");
+        let mut slow = limits(&[]);
+        slow.max_per_ip = 100;
+        slow.new_per_second = 0.001;
+        slow.new_burst = 2.0;
+        let clients = Clients::new(slow);
+        let _x = clients.admit(a).unwrap();
+        let _y = clients.admit(a).unwrap();
+        assert!(matches!(clients.admit(a), Err(Refused::TooFast)));
+    }
+}
