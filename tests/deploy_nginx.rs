@@ -84,3 +84,60 @@ async fn a_new_replica_gets_traffic_without_touching_nginx() {
     c.join("r").await;
     drop(added);
 }
+
+/// The status of a WebSocket upgrade to `url` made from the local address
+/// `from`, kept open while the returned socket lives.
+async fn upgrade_from(from: &str, url: &str) -> (u16, Option<Socket>) {
+    let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().unwrap();
+    let target = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(target.parse().unwrap()).await.unwrap();
+    match tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+        .await
+    {
+        Ok((ws, _)) => (101, Some(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            (response.status().as_u16(), None)
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
+/// Behind the deploy nginx config with nginx trusted: clients from
+/// different addresses are counted apart, though all arrive from nginx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_limits_count_clients_behind_nginx() {
+    let d = ChatDeployment::start_with(&[
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--max-connections-per-ip",
+        "1",
+    ]);
+    // Six clients, one connection each: were they all counted as nginx's
+    // address, three replicas could hold three at most.
+    let url = d.nginx.ws_url();
+    let mut held = Vec::new();
+    for n in 6..12 {
+        let from = format!("127.0.0.{n}");
+        let (status, ws) = upgrade_from(&from, &url).await;
+        assert_eq!(status, 101, "a first connection from {from}");
+        held.push(ws);
+    }
+    // A second connection from one address: refused by whichever replica
+    // holds its first, accepted by the others; within three tries one
+    // lands there.
+    let mut refused = false;
+    for _ in 0..6 {
+        let (status, ws) = upgrade_from("127.0.0.6", &url).await;
+        match status {
+            429 => refused = true,
+            101 => held.push(ws),
+            other => panic!("unexpected {other}"),
+        }
+        if refused {
+            break;
+        }
+    }
+    assert!(refused, "the per-address bound holds behind nginx");
+}
