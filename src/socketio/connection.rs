@@ -7,19 +7,17 @@
 //! pending poll is ended with a noop, and once the client sends `upgrade`
 //! the task carries on over the WebSocket with the same session.
 
-use super::packet::{Engine, engine};
-use super::polling::Polling;
-use super::{random_id, unknown_session};
-use crate::hub::{Outbound, RoomMessage, Session};
+use super::packet::{Engine, engine, message_packet};
+use super::recovery::save;
+use super::transport::{Link, incoming};
+use super::websocket::Upgrade;
+use crate::hub::{Outbound, Session};
 use crate::ws::AppState;
 use crate::ws::limits::TokenBucket;
 use crate::ws::protocol::close;
-use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
@@ -29,89 +27,6 @@ const WRITE_BATCH: usize = 64;
 
 /// How long a close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The transport a session's packets travel on. Not boxed: the WebSocket
-/// is the long-lived case, and a box would only add an indirection to it.
-#[allow(clippy::large_enum_variant)]
-pub enum Link {
-    Ws(WebSocket),
-    Polling {
-        polling: Arc<Polling>,
-        inbound: flume::Receiver<String>,
-        upgrade: flume::Receiver<Upgrade>,
-    },
-}
-
-/// A WebSocket taking over a polling session.
-pub enum Upgrade {
-    /// The probe was answered: end the pending poll so the client can
-    /// finish the upgrade.
-    Probed,
-    /// The client sent `upgrade`: carry on over this socket.
-    Done(Box<WebSocket>),
-}
-
-/// `GET /socket.io/?transport=websocket`: a new session on a WebSocket, or
-/// the upgrade of the polling session `sid`.
-pub fn upgrade(
-    state: AppState,
-    peer: SocketAddr,
-    headers: &axum::http::HeaderMap,
-    ws: WebSocketUpgrade,
-    sid: Option<String>,
-) -> Response {
-    let ws = crate::ws::configure(ws, &state.limits);
-    match sid {
-        None => {
-            let admission = match crate::ws::admit(&state, peer, headers) {
-                Ok(admission) => admission,
-                Err(refused) => return axum::response::IntoResponse::into_response(refused),
-            };
-            let token = state.connections.token();
-            ws.on_upgrade(move |socket| {
-                let connections = state.connections.clone();
-                connections.spawn(run(state, peer, random_id(), Link::Ws(socket), admission));
-                drop(token);
-                std::future::ready(())
-            })
-        }
-        Some(sid) => {
-            let Some(polling) = state.sio.polling.get(&sid) else {
-                return unknown_session();
-            };
-            let timeout = state.limits.ping_timeout;
-            ws.on_upgrade(move |socket| probe(socket, polling, timeout))
-        }
-    }
-}
-
-/// Answers the client's probe on the new socket, then hands the socket to
-/// the session's task once the client asks for the upgrade.
-async fn probe(mut socket: WebSocket, polling: Arc<Polling>, timeout: Duration) {
-    async fn next(socket: &mut WebSocket, timeout: Duration) -> Option<Utf8Bytes> {
-        match tokio::time::timeout(timeout, socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => Some(text),
-            _ => None,
-        }
-    }
-    if next(&mut socket, timeout).await.as_deref() != Some(engine::PROBE) {
-        return;
-    }
-    if socket
-        .send(Message::Text(engine::PROBE_REPLY.into()))
-        .await
-        .is_err()
-        || polling.upgrade.send_async(Upgrade::Probed).await.is_err()
-    {
-        return;
-    }
-    if next(&mut socket, timeout).await.as_deref() == Some(engine::UPGRADE) {
-        let _ = polling
-            .upgrade
-            .send_async(Upgrade::Done(Box::new(socket)))
-            .await;
-    }
-}
 
 /// The session's task. `sid` is its Engine.IO id; a polling session keeps
 /// it in its [`Polling`], a WebSocket one needs it only for the open packet.
@@ -197,7 +112,7 @@ pub(super) enum End {
 }
 
 /// What woke the task.
-enum Wake {
+pub(super) enum Wake {
     Shutdown,
     Expired,
     TooSlow,
@@ -450,40 +365,6 @@ impl Connection {
     }
 }
 
-/// Saves a session for recovery within `window`.
-pub(super) async fn save(state: &AppState, socket: &Connected, pid: &str, window: Duration) {
-    let saved = super::recovery::Saved {
-        sid: socket.sid().to_owned(),
-        user: socket
-            .sid
-            .is_some()
-            .then(|| socket.session.user().to_owned()),
-        name: socket.session.name().map(|n| n.as_str().to_owned()),
-        rooms: socket.session.positions(),
-    };
-    if let Err(err) = state.sio.store.save(pid, &saved, window).await {
-        tracing::warn!(%err, "could not save the session for recovery");
-    }
-}
-
-/// `42["message",{"id":"<id>",...},"<offset>"]`, built by the first
-/// Socket.IO recipient on this replica and shared by the others. The offset
-/// (the id again) is what socket.io-client presents on recovery.
-pub fn message_packet(message: &RoomMessage, recovery: bool) -> &Utf8Bytes {
-    message.socketio.get_or_init(|| {
-        let id = message.id;
-        let rest = message.body.strip_prefix('{').unwrap_or(&message.body);
-        let mut frame = format!(r#"42["message",{{"id":"{id}","#);
-        frame.push_str(rest);
-        if recovery {
-            use std::fmt::Write;
-            let _ = write!(frame, r#","{id}""#);
-        }
-        frame.push(']');
-        frame.into()
-    })
-}
-
 async fn slow(too_slow: std::pin::Pin<&mut Option<WaitForCancellationFutureOwned>>) {
     match too_slow.as_pin_mut() {
         Some(cancelled) => cancelled.await,
@@ -502,48 +383,5 @@ async fn cancelled(token: Option<&tokio_util::sync::CancellationToken>) {
     match token {
         Some(token) => token.cancelled().await,
         None => std::future::pending().await,
-    }
-}
-
-/// The next thing the transport brings.
-async fn incoming(link: &mut Link) -> Wake {
-    match link {
-        Link::Ws(ws) => match ws.next().await {
-            Some(Ok(Message::Text(text))) => Wake::Packet(text.to_string()),
-            Some(Ok(Message::Binary(_))) => {
-                Wake::Closed(End::Protocol("binary frames are not supported"))
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Wake::Control,
-            Some(Ok(Message::Close(_))) | None => Wake::Closed(End::Lost),
-            Some(Err(err)) if crate::ws::connection::is_capacity_error(&err) => {
-                Wake::Closed(End::TooLarge)
-            }
-            Some(Err(_)) => Wake::Closed(End::Lost),
-        },
-        // Boxed: only polling sessions pay for its state, not the many
-        // idle WebSockets.
-        Link::Polling {
-            polling,
-            inbound,
-            upgrade,
-        } => Box::pin(polled(polling, inbound, upgrade)).await,
-    }
-}
-
-async fn polled(
-    polling: &Polling,
-    inbound: &flume::Receiver<String>,
-    upgrade: &flume::Receiver<Upgrade>,
-) -> Wake {
-    tokio::select! {
-        packet = inbound.recv_async() => match packet {
-            Ok(packet) => Wake::Packet(packet),
-            Err(_) => Wake::Closed(End::Lost),
-        },
-        step = upgrade.recv_async() => match step {
-            Ok(step) => Wake::Upgrade(step),
-            Err(_) => Wake::Closed(End::Lost),
-        },
-        _ = polling.closed.cancelled() => Wake::Closed(End::Lost),
     }
 }

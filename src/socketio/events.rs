@@ -5,8 +5,9 @@
 //! (`{"error":{"code","message"}}`), else with an `error` event, with the
 //! native error codes.
 
-use super::connection::{Connected, Connection, End, save};
+use super::connection::{Connected, Connection, End};
 use super::packet::{self, Packet, PacketError};
+use super::recovery::save;
 use crate::hub::{DisplayName, ErrorCode, HubError, JoinRequest, RoomMessage, RoomName};
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -135,7 +136,7 @@ impl Connection {
             self.socket = Some(socket);
             self.send(reply).await?;
             for message in &missed {
-                let frame = super::connection::message_packet(message, true).clone();
+                let frame = super::packet::message_packet(message, true).clone();
                 self.send(frame.to_string()).await?;
             }
             tracing::debug!(missed = missed.len(), "session recovered");

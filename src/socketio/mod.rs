@@ -6,8 +6,9 @@
 //!
 //! - [`packet`]: Engine.IO and Socket.IO packets.
 //! - [`polling`]: the HTTP long-polling transport and its session registry.
-//! - [`connection`]: one client's task, on polling or WebSocket, and the
-//!   upgrade from one to the other.
+//! - [`connection`]: one client's task, on polling or WebSocket.
+//! - [`transport`]: what a session's packets travel on.
+//! - [`websocket`]: sessions on a WebSocket, and the upgrade from polling.
 //! - [`events`]: what the original's events do, as hub calls.
 //! - [`recovery`]: session state saved for connection state recovery.
 //! - [`relay`]: polling requests that reached another replica.
@@ -18,6 +19,8 @@ pub mod packet;
 pub mod polling;
 pub mod recovery;
 pub mod relay;
+pub mod transport;
+pub mod websocket;
 
 use crate::ws::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State, WebSocketUpgrade};
@@ -132,7 +135,7 @@ pub async fn get(
             match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
                 Ok(ws) => {
                     let headers = parts.headers.clone();
-                    connection::upgrade(state, peer, &headers, ws, sid)
+                    websocket::upgrade(state, peer, &headers, ws, sid)
                 }
                 Err(_) => bad_request(),
             }

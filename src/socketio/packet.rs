@@ -6,6 +6,8 @@
 //! Engine.IO `message` (`4`): a type digit, an optional namespace
 //! (`/admin,`), an optional ack id, then JSON.
 
+use crate::hub::RoomMessage;
+use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
 
 /// Separates Engine.IO packets in one polling body.
@@ -162,6 +164,24 @@ pub fn ack(id: u64, data: &Value) -> String {
 /// `42["name",data]`: an event to the client.
 pub fn event(name: &str, data: &Value) -> String {
     format!("42{}", serde_json::json!([name, data]))
+}
+
+/// `42["message",{"id":"<id>",...},"<offset>"]`, built by the first
+/// Socket.IO recipient on this replica and shared by the others. The offset
+/// (the id again) is what socket.io-client presents on recovery.
+pub fn message_packet(message: &RoomMessage, recovery: bool) -> &Utf8Bytes {
+    message.socketio.get_or_init(|| {
+        let id = message.id;
+        let rest = message.body.strip_prefix('{').unwrap_or(&message.body);
+        let mut frame = format!(r#"42["message",{{"id":"{id}","#);
+        frame.push_str(rest);
+        if recovery {
+            use std::fmt::Write;
+            let _ = write!(frame, r#","{id}""#);
+        }
+        frame.push(']');
+        frame.into()
+    })
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! Polling needs every request of a session to reach the replica that
 //! holds it (the session lives in this registry); WebSocket does not.
 
-use super::connection::{self, Link};
+use super::connection;
 use super::packet::SEPARATOR;
+use super::transport::Link;
 use super::{bad_request, random_id, unknown_session};
 use crate::ws::AppState;
 use axum::http::{StatusCode, header};
@@ -62,7 +63,7 @@ pub struct Polling {
     /// The client's packets, for the session's task.
     inbound: flume::Sender<String>,
     /// A WebSocket probing or completing the upgrade, for the task.
-    pub upgrade: flume::Sender<connection::Upgrade>,
+    pub upgrade: flume::Sender<super::websocket::Upgrade>,
     /// Set while a GET waits: a second one at once is a protocol error.
     polling: std::sync::atomic::AtomicBool,
     /// Cancelled when the session ends or moved to WebSocket; a waiting GET

@@ -5,7 +5,9 @@
 //! the replicas share one, in memory when standalone; either way each
 //! session expires after the recovery window without a save or a touch.
 
+use super::connection::Connected;
 use crate::redis::RedisSettings;
+use crate::ws::AppState;
 use async_trait::async_trait;
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -151,6 +153,22 @@ impl SessionStore for RedisStore {
         if let Err(err) = result {
             tracing::debug!(%err, "could not drop a finished session");
         }
+    }
+}
+
+/// Saves a session for recovery within `window`.
+pub(super) async fn save(state: &AppState, socket: &Connected, pid: &str, window: Duration) {
+    let saved = Saved {
+        sid: socket.sid().to_owned(),
+        user: socket
+            .sid
+            .is_some()
+            .then(|| socket.session.user().to_owned()),
+        name: socket.session.name().map(|n| n.as_str().to_owned()),
+        rooms: socket.session.positions(),
+    };
+    if let Err(err) = state.sio.store.save(pid, &saved, window).await {
+        tracing::warn!(%err, "could not save the session for recovery");
     }
 }
 
