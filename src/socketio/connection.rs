@@ -8,7 +8,7 @@
 //! the task carries on over the WebSocket with the same session.
 
 use super::packet::{Engine, engine, message_packet};
-use super::recovery::save;
+use super::recovery::{save, touch};
 use super::transport::{Link, incoming};
 use super::websocket::Upgrade;
 use crate::hub::{Outbound, Session};
@@ -204,11 +204,8 @@ impl Connection {
                 {
                     relay.claim(&polling.sid).await;
                 }
-                if let Some(socket) = &self.socket
-                    && let (Some(pid), Some(window)) =
-                        (&socket.pid, self.state.sio.settings.recovery_window)
-                {
-                    self.state.sio.store.touch(pid, window).await;
+                if let Some(socket) = &self.socket {
+                    touch(&self.state, socket).await;
                 }
                 self.send(engine::PING.into()).await
             }
@@ -280,7 +277,7 @@ impl Connection {
         self.flush().await
     }
 
-    async fn feed(&mut self, packet: Utf8Bytes) -> Result<(), End> {
+    pub(super) async fn feed(&mut self, packet: Utf8Bytes) -> Result<(), End> {
         let too_slow = self.socket.as_ref().map(|s| s.session.too_slow());
         match &mut self.link {
             // The write is polled first: one that completes at once (the
@@ -300,7 +297,7 @@ impl Connection {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), End> {
+    pub(super) async fn flush(&mut self) -> Result<(), End> {
         let too_slow = self.socket.as_ref().map(|s| s.session.too_slow());
         match &mut self.link {
             Link::Ws(ws) => tokio::select! {
@@ -320,14 +317,11 @@ impl Connection {
         if let Some(mut socket) = self.socket.take() {
             let hub = self.state.hub.clone();
             hub.leave_all(&mut socket.session).await;
-            if let (Some(pid), Some(window)) =
-                (&socket.pid, self.state.sio.settings.recovery_window)
-            {
-                match end {
-                    End::Goodbye => self.state.sio.store.forget(pid).await,
-                    // The window starts now.
-                    _ => save(&self.state, &socket, pid, window).await,
-                }
+            match (end, &socket.pid) {
+                (End::Goodbye, Some(pid)) => self.state.sio.store.forget(pid).await,
+                (End::Goodbye, None) => {}
+                // The window starts now.
+                _ => save(&self.state, &socket).await,
             }
         }
         let (code, reason) = match end {

@@ -127,18 +127,20 @@ impl Connection {
             Some(Err(why)) => return self.send(packet::connect_error("/", &why.0)).await,
         };
         let window = self.state.sio.settings.recovery_window;
-        if let (Some(window), Some(pid)) = (window, auth.get("pid").and_then(Value::as_str))
+        if window.is_some()
+            && let Some(pid) = auth.get("pid").and_then(Value::as_str)
             && let Some((socket, missed)) = self.recover(pid, &auth, identity.as_ref()).await
         {
             self.expire_with(identity.as_ref());
             let reply = packet::connect_reply(socket.sid(), socket.pid.as_deref());
-            save(&self.state, &socket, pid, window).await;
+            save(&self.state, &socket).await;
             self.socket = Some(socket);
-            self.send(reply).await?;
+            self.feed(reply.into()).await?;
             for message in &missed {
-                let frame = super::packet::message_packet(message, true).clone();
-                self.send(frame.to_string()).await?;
+                self.feed(super::packet::message_packet(message, true).clone())
+                    .await?;
             }
+            self.flush().await?;
             tracing::debug!(missed = missed.len(), "session recovered");
             return Ok(());
         }
@@ -160,9 +162,7 @@ impl Connection {
             pid,
             sid,
         });
-        if let (Some(pid), Some(window)) = (&socket.pid, window) {
-            save(&self.state, &socket, pid, window).await;
-        }
+        save(&self.state, &socket).await;
         let reply = packet::connect_reply(socket.sid(), socket.pid.as_deref());
         self.socket = Some(socket);
         self.send(reply).await
@@ -291,9 +291,8 @@ impl Connection {
 
     /// Saves the session after a change of rooms, when recovery is on.
     async fn saved(&mut self) {
-        let Some(socket) = &self.socket else { return };
-        if let (Some(pid), Some(window)) = (&socket.pid, self.state.sio.settings.recovery_window) {
-            save(&self.state, socket, pid, window).await;
+        if let Some(socket) = &self.socket {
+            save(&self.state, socket).await;
         }
     }
 }

@@ -156,8 +156,12 @@ impl SessionStore for RedisStore {
     }
 }
 
-/// Saves a session for recovery within `window`.
-pub(super) async fn save(state: &AppState, socket: &Connected, pid: &str, window: Duration) {
+/// Saves a session for recovery within the window; nothing with recovery
+/// off (a session has a private id only with it on).
+pub(super) async fn save(state: &AppState, socket: &Connected) {
+    let (Some(pid), Some(window)) = (&socket.pid, state.sio.settings.recovery_window) else {
+        return;
+    };
     let saved = Saved {
         sid: socket.sid().to_owned(),
         user: socket
@@ -169,6 +173,13 @@ pub(super) async fn save(state: &AppState, socket: &Connected, pid: &str, window
     };
     if let Err(err) = state.sio.store.save(pid, &saved, window).await {
         tracing::warn!(%err, "could not save the session for recovery");
+    }
+}
+
+/// Restarts a live session's window, when recovery is on.
+pub(super) async fn touch(state: &AppState, socket: &Connected) {
+    if let (Some(pid), Some(window)) = (&socket.pid, state.sio.settings.recovery_window) {
+        state.sio.store.touch(pid, window).await;
     }
 }
 
