@@ -201,16 +201,7 @@ async fn redis_restart_is_survived() {
         assert!(replica.is_running(), "no replica exited");
     }
     // The member never reconnected; delivery across replicas resumes.
-    let mut n = 0;
-    wait_for("cross-replica delivery to resume", DEADLINE, async || {
-        n += 1;
-        sender.say("r", &format!("probe {n}")).await;
-        let got = tokio::time::timeout(std::time::Duration::from_millis(200), member.recv())
-            .await
-            .ok()?;
-        (got["type"] == "message").then_some(())
-    })
-    .await;
+    member.until_delivered_from(&mut sender, "r").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,20 +270,7 @@ async fn a_member_of_an_empty_room_resumes_on_another_replica() {
     let mut probe = Client::connect(&cluster.url(0)).await;
     probe.join("probe").await;
     let mut prober = Client::connect(&cluster.url(2)).await;
-    let mut n = 0;
-    wait_for(
-        "cross-replica delivery after the restart",
-        DEADLINE,
-        async || {
-            n += 1;
-            prober.say("probe", &format!("probe {n}")).await;
-            let got = tokio::time::timeout(std::time::Duration::from_millis(200), probe.recv())
-                .await
-                .ok()?;
-            (got["type"] == "message").then_some(())
-        },
-    )
-    .await;
+    probe.until_delivered_from(&mut prober, "probe").await;
     let mut again = Client::connect(&cluster.url(1)).await;
     let lost = again.join_since("fresh", &before).await;
     assert_eq!(lost["recovered"], false, "{lost}");

@@ -1,7 +1,7 @@
 //! A chat client speaking the native JSON protocol, with helpers that read
 //! like a user's steps.
 
-use super::DEADLINE;
+use super::{DEADLINE, wait_for};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -177,6 +177,22 @@ impl Client {
             }
             texts.push(text);
         }
+    }
+
+    /// Waits until a message `sender` posts to `room` reaches this
+    /// client, which is in it: cross-replica delivery works again (after
+    /// an outage, say). Probes are sent until one arrives.
+    pub async fn until_delivered_from(&mut self, sender: &mut Client, room: &str) {
+        let mut n = 0;
+        wait_for("cross-replica delivery", DEADLINE, async || {
+            n += 1;
+            sender.say(room, &format!("probe {n}")).await;
+            let got = tokio::time::timeout(std::time::Duration::from_millis(200), self.recv())
+                .await
+                .ok()?;
+            (got["type"] == "message").then_some(())
+        })
+        .await;
     }
 }
 
