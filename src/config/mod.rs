@@ -2,11 +2,20 @@
 //!
 //! Every option has an environment variable (shown by `--help`) so the same
 //! image runs unchanged under docker compose, systemd or a shell.
+//!
+//! - [`limits`]: the chat server's client-facing bounds.
+//! - [`auth`]: who may connect (both servers) and `rtchat token`.
 
 use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+pub mod auth;
+pub mod limits;
+
+pub use auth::{AuthArgs, TokenArgs};
+pub use limits::LimitArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,35 +48,6 @@ pub enum Command {
     Token(TokenArgs),
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct TokenArgs {
-    /// The member's user id (`sub`).
-    #[arg(long)]
-    pub sub: String,
-
-    /// Display name (`name`).
-    #[arg(long)]
-    pub name: Option<String>,
-
-    /// Room patterns the token allows (`rooms`; `*` matches any run of
-    /// characters), comma-separated. Any room when absent.
-    #[arg(long, value_delimiter = ',')]
-    pub rooms: Option<Vec<String>>,
-
-    /// Space-separated scopes (`scope`), e.g. `users:write` for the gRPC
-    /// write methods.
-    #[arg(long)]
-    pub scope: Option<String>,
-
-    /// How long the token is valid.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    pub ttl: Duration,
-
-    /// The HS256 secret the servers verify with.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
-}
-
 /// Options shared by both servers.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
@@ -92,41 +72,6 @@ impl RedisArgs {
                 url: url.clone(),
                 timeout: self.redis_timeout,
             })
-    }
-}
-
-/// Who may connect, for both servers.
-#[derive(Debug, Clone, Args)]
-pub struct AuthArgs {
-    /// `off` (anyone), `optional` (anonymous allowed; a token given must be
-    /// valid) or `required` (a valid JWT for every connection).
-    #[arg(long, env = "AUTH", default_value = "off", value_parser = clap::value_parser!(crate::auth::Mode))]
-    pub auth: crate::auth::Mode,
-
-    /// HS256 secret that tokens are signed with (at least 16 bytes).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-
-    /// PEM public key (RSA for RS256, EC P-256 for ES256) that tokens are
-    /// signed with, instead of a secret.
-    #[arg(long, env = "JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
-    pub jwt_public_key_file: Option<std::path::PathBuf>,
-}
-
-impl AuthArgs {
-    /// The verifier these flags describe; reads the key file.
-    pub fn verifier(&self) -> anyhow::Result<crate::auth::Verifier> {
-        use anyhow::Context;
-        let key = match (&self.jwt_secret, &self.jwt_public_key_file) {
-            (Some(secret), _) => Some(crate::auth::KeySource::Secret(secret.as_bytes().to_vec())),
-            (None, Some(path)) => Some(crate::auth::KeySource::PublicKeyPem(
-                std::fs::read(path).with_context(|| {
-                    format!("cannot read --jwt-public-key-file {}", path.display())
-                })?,
-            )),
-            (None, None) => None,
-        };
-        crate::auth::Verifier::new(self.auth, key.as_ref()).map_err(anyhow::Error::msg)
     }
 }
 
@@ -195,72 +140,6 @@ pub struct WsServerArgs {
 pub enum Switch {
     On,
     Off,
-}
-
-/// Every bound a chat client can run into, with its default.
-#[derive(Debug, Clone, Args)]
-pub struct LimitArgs {
-    /// Longest room name, in characters of [A-Za-z0-9_.:-].
-    #[arg(long, env = "MAX_ROOM_LEN", default_value_t = 128)]
-    pub max_room_len: usize,
-
-    /// Largest message text, in bytes.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4096)]
-    pub max_message_bytes: usize,
-
-    /// Largest incoming WebSocket frame, in bytes; a larger frame is refused
-    /// from its header, before its payload is read, and closes the socket.
-    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 16 * 1024)]
-    pub max_frame_bytes: usize,
-
-    /// Frames per second a connection may send, sustained.
-    #[arg(long, env = "RATE_LIMIT", default_value_t = 50.0)]
-    pub rate_limit: f64,
-
-    /// Frames a connection may send in a burst above the sustained rate.
-    #[arg(long, env = "RATE_BURST", default_value_t = 100.0)]
-    pub rate_burst: f64,
-
-    /// Rooms one connection may be in at once.
-    #[arg(long, env = "MAX_ROOMS", default_value_t = 64)]
-    pub max_rooms: usize,
-
-    /// Frames queued for a client before it is considered too slow and
-    /// closed (code 1013), so memory never grows with a stalled reader.
-    #[arg(long, env = "SEND_QUEUE", default_value_t = 1024)]
-    pub send_queue: usize,
-
-    /// Open WebSocket connections per replica; more get HTTP 503.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 100_000)]
-    pub max_connections: usize,
-
-    /// Open connections per client address; more get HTTP 429.
-    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 2000)]
-    pub max_connections_per_ip: usize,
-
-    /// New connections per second per client address, sustained; more get
-    /// HTTP 429.
-    #[arg(long, env = "NEW_CONNECTIONS_PER_IP", default_value_t = 200.0)]
-    pub new_connections_per_ip: f64,
-
-    /// New connections per client address in a burst above that rate.
-    #[arg(long, env = "NEW_CONNECTIONS_BURST", default_value_t = 1000.0)]
-    pub new_connections_burst: f64,
-
-    /// Comma-separated proxies (addresses or networks like 10.0.0.0/8)
-    /// whose X-Forwarded-For names the client; from anyone else it is
-    /// ignored.
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<crate::ws::clients::Network>,
-
-    /// How often idle clients are pinged. Keep it well below the proxy's
-    /// read timeout (nginx: 60 s by default).
-    #[arg(long, env = "PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
-    pub ping_interval: Duration,
-
-    /// How long a client may stay silent after a ping before it is closed.
-    #[arg(long, env = "PING_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub ping_timeout: Duration,
 }
 
 impl WsServerArgs {

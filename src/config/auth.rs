@@ -1,0 +1,68 @@
+//! Who may connect, as flags for both servers, and `rtchat token`.
+
+use clap::Args;
+use std::time::Duration;
+
+/// Who may connect, for both servers.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// `off` (anyone), `optional` (anonymous allowed; a token given must be
+    /// valid) or `required` (a valid JWT for every connection).
+    #[arg(long, env = "AUTH", default_value = "off", value_parser = clap::value_parser!(crate::auth::Mode))]
+    pub auth: crate::auth::Mode,
+
+    /// HS256 secret that tokens are signed with (at least 16 bytes).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA for RS256, EC P-256 for ES256) that tokens are
+    /// signed with, instead of a secret.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+}
+
+impl AuthArgs {
+    /// The verifier these flags describe; reads the key file.
+    pub fn verifier(&self) -> anyhow::Result<crate::auth::Verifier> {
+        use anyhow::Context;
+        let key = match (&self.jwt_secret, &self.jwt_public_key_file) {
+            (Some(secret), _) => Some(crate::auth::KeySource::Secret(secret.as_bytes().to_vec())),
+            (None, Some(path)) => Some(crate::auth::KeySource::PublicKeyPem(
+                std::fs::read(path).with_context(|| {
+                    format!("cannot read --jwt-public-key-file {}", path.display())
+                })?,
+            )),
+            (None, None) => None,
+        };
+        crate::auth::Verifier::new(self.auth, key.as_ref()).map_err(anyhow::Error::msg)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The member's user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+
+    /// Display name (`name`).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Room patterns the token allows (`rooms`; `*` matches any run of
+    /// characters), comma-separated. Any room when absent.
+    #[arg(long, value_delimiter = ',')]
+    pub rooms: Option<Vec<String>>,
+
+    /// Space-separated scopes (`scope`), e.g. `users:write` for the gRPC
+    /// write methods.
+    #[arg(long)]
+    pub scope: Option<String>,
+
+    /// How long the token is valid.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+
+    /// The HS256 secret the servers verify with.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+}
