@@ -42,14 +42,6 @@ impl Registry {
     pub fn remove(&self, sid: &str) {
         self.lock().remove(sid);
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// One polling session's side of the transport, shared by its task and
