@@ -229,6 +229,11 @@ async fn upgrade(
     Query(connect): Query<Connect>,
     headers: axum::http::HeaderMap,
 ) -> Response {
+    // Admitted first: the per-address bounds are cheap, a signature is not.
+    let admission = match admit(&state, peer, &headers) {
+        Ok(admission) => admission,
+        Err(refused) => return refused.into_response(),
+    };
     let identity = match state
         .verifier
         .verify(bearer(&headers, connect.token.as_deref()))
@@ -245,10 +250,6 @@ async fn upgrade(
         None => None,
         Some(Ok(name)) => Some(name),
         Some(Err(why)) => return (StatusCode::BAD_REQUEST, why.0).into_response(),
-    };
-    let admission = match admit(&state, peer, &headers) {
-        Ok(admission) => admission,
-        Err(refused) => return refused.into_response(),
     };
     let token = state.connections.token();
     configure(ws, &state.limits).on_upgrade(move |socket| {
