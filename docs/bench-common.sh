@@ -7,7 +7,7 @@ B=target/release/rtchat
 export RUST_LOG=warn
 # The load generator is one client address opening thousands of
 # connections: lift the per-address bounds for the servers measured.
-export MAX_CONNECTIONS_PER_IP=10000000 NEW_CONNECTIONS_PER_IP=10000000 NEW_CONNECTIONS_BURST=10000000
+export MAX_CONNECTIONS_PER_IP=10000000 MAX_PENDING_PER_IP=10000000 MAX_PENDING_CONNECTIONS=10000000 NEW_CONNECTIONS_PER_IP=10000000 NEW_CONNECTIONS_BURST=10000000
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
 trap cleanup EXIT

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod bench;
 pub mod broadcast;
 pub mod config;
+pub mod gate;
 pub mod grpc;
 pub mod hub;
 pub mod logging;

@@ -52,10 +52,10 @@ pub fn without_nagle(
     listener: tokio::net::TcpListener,
 ) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
     use axum::serve::ListenerExt;
-    listener.tap_io(no_delay)
+    listener.tap_io(|tcp| no_delay(tcp))
 }
 
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
+pub fn no_delay(tcp: &tokio::net::TcpStream) {
     if let Err(err) = tcp.set_nodelay(true) {
         tracing::debug!(%err, "cannot turn Nagle's algorithm off");
     }

@@ -40,25 +40,6 @@ pub struct LimitArgs {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
-    /// Open connections per client address; more get HTTP 429.
-    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 2000)]
-    pub max_connections_per_ip: usize,
-
-    /// New connections per second per client address, sustained; more get
-    /// HTTP 429.
-    #[arg(long, env = "NEW_CONNECTIONS_PER_IP", default_value_t = 200.0)]
-    pub new_connections_per_ip: f64,
-
-    /// New connections per client address in a burst above that rate.
-    #[arg(long, env = "NEW_CONNECTIONS_BURST", default_value_t = 1000.0)]
-    pub new_connections_burst: f64,
-
-    /// Comma-separated proxies (addresses or networks like 10.0.0.0/8)
-    /// whose X-Forwarded-For names the client; from anyone else it is
-    /// ignored.
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<crate::ws::clients::Network>,
-
     /// How often idle clients are pinged. Keep it well below the proxy's
     /// read timeout (nginx: 60 s by default).
     #[arg(long, env = "PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]

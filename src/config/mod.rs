@@ -5,6 +5,7 @@
 //!
 //! - [`limits`]: the chat server's client-facing bounds.
 //! - [`auth`]: who may connect (both servers) and `rtchat token`.
+//! - [`gate`]: what a connection must do before it is served (both servers).
 
 use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
@@ -12,9 +13,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub mod auth;
+pub mod gate;
 pub mod limits;
 
 pub use auth::{AuthArgs, TokenArgs};
+pub use gate::GateArgs;
 pub use limits::LimitArgs;
 
 #[derive(Debug, Parser)]
@@ -92,6 +95,9 @@ pub struct WsServerArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub gate: GateArgs,
 
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -173,12 +179,7 @@ impl WsServerArgs {
                 advertise: self.advertise_addr.clone(),
             },
             origins: self.allowed_origins.clone(),
-            clients: crate::ws::clients::ClientLimits {
-                max_per_ip: limits.max_connections_per_ip,
-                new_per_second: limits.new_connections_per_ip,
-                new_burst: limits.new_connections_burst,
-                trusted_proxies: limits.trusted_proxies.clone(),
-            },
+            gate: self.gate.settings(),
             redis: self.redis.settings(),
             shutdown_timeout: self.shutdown_timeout,
         })
@@ -200,6 +201,9 @@ pub struct GrpcServerArgs {
 
     #[command(flatten)]
     pub jwt: AuthArgs,
+
+    #[command(flatten)]
+    pub gate: GateArgs,
 
     /// Require `authorization: Bearer <token>` on UserService calls
     /// (health and reflection stay open).
@@ -234,6 +238,7 @@ impl GrpcServerArgs {
     pub fn settings(&self) -> anyhow::Result<crate::grpc::Settings> {
         Ok(crate::grpc::Settings {
             verifier: self.jwt.verifier()?,
+            gate: self.gate.settings(),
             id: self.id.clone(),
             redis: self.redis.settings(),
             auth_token: self.auth_token.clone(),

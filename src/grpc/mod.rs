@@ -55,6 +55,8 @@ pub struct Settings {
     pub redis: Option<crate::redis::RedisSettings>,
     /// Who may call with a JWT.
     pub verifier: crate::auth::Verifier,
+    /// Bounds before a connection is served, and per client address.
+    pub gate: crate::gate::GateSettings,
     /// The static bearer token, or the file it is read from at start.
     pub auth_token: Option<String>,
     pub auth_token_file: Option<std::path::PathBuf>,
@@ -116,10 +118,11 @@ pub async fn run(
     let mode = crate::redis::mode(redis.as_ref());
     tracing::info!(%addr, id = %settings.id, mode, "grpc-server listening");
 
-    // Nagle off, as tonic does for the addresses it binds itself: a
-    // response written while the previous one is unacknowledged would
-    // otherwise wait for that ACK.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Nagle off (in the gate), as tonic does for the addresses it binds
+    // itself: a response written while the previous one is unacknowledged
+    // would otherwise wait for that ACK.
+    let incoming =
+        crate::gate::http2::incoming(listener, crate::gate::Gate::new(settings.gate.clone()));
     let stopping = shutdown.clone();
     let server = tonic::transport::Server::builder()
         .timeout(settings.request_timeout)

@@ -166,16 +166,22 @@ pub async fn poll(state: AppState, sid: &str, request: axum::extract::Request) -
     text(body)
 }
 
-/// A POST: the client's packets, at most `maxPayload` bytes in all.
+/// A POST: the client's packets, at most `maxPayload` bytes in all, within
+/// the handshake timeout (a body trickled in byte by byte is cut off).
 pub async fn receive(state: AppState, sid: &str, request: axum::extract::Request) -> Response {
     let Some(polling) = state.sio.polling.get(sid) else {
         return elsewhere(&state, sid, request).await;
     };
     let body = request.into_body();
     let limit = state.limits.max_frame_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
+    let read = axum::body::to_bytes(body, limit);
+    let bytes = match tokio::time::timeout(state.gate.handshake_timeout(), read).await {
+        Ok(Ok(bytes)) => bytes,
         Err(_) => {
+            polling.closed.cancel();
+            return (StatusCode::REQUEST_TIMEOUT, "request body too slow").into_response();
+        }
+        Ok(Err(_)) => {
             // Over maxPayload (or a broken body): Engine.IO closes the
             // session, as it does for a WebSocket frame over the limit.
             polling.closed.cancel();

@@ -12,9 +12,9 @@
 //! - [`protocol`]: the frames, their validation and the close codes.
 //! - [`limits`]: the door's own bounds and the rate limiter.
 //! - [`origins`]: which pages may connect, on both doors.
-//! - [`clients`]: connections per client address, on both doors.
+//!
+//! Connections pass [`crate::gate`] before any request is read.
 
-pub mod clients;
 pub mod cmd;
 pub mod connection;
 pub mod limits;
@@ -25,7 +25,6 @@ use crate::config::WsServerArgs;
 use crate::hub::metrics::Metrics;
 use crate::hub::{DisplayName, Hub, HubSettings};
 use crate::redis::RedisSettings;
-use anyhow::Context;
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
@@ -67,8 +66,8 @@ pub struct Settings {
     pub origins: origins::AllowedOrigins,
     /// Who may connect.
     pub verifier: crate::auth::Verifier,
-    /// Bounds per client address.
-    pub clients: clients::ClientLimits,
+    /// Bounds before and beside requests, and per client address.
+    pub gate: crate::gate::GateSettings,
     /// `None`: standalone.
     pub redis: Option<RedisSettings>,
     /// How long shutdown waits for sockets to close.
@@ -83,7 +82,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub origins: origins::AllowedOrigins,
     pub verifier: crate::auth::Verifier,
-    pub clients: clients::Clients,
+    /// The per-address counts and the request time bound.
+    pub gate: crate::gate::Gate,
     /// The Socket.IO door's sessions and recovery store.
     pub sio: crate::socketio::Door,
     pub limits: Limits,
@@ -153,11 +153,12 @@ pub async fn run(
         settings.limits.ping_interval,
     )
     .await?;
+    let gate = crate::gate::Gate::new(settings.gate.clone());
     let state = AppState(Arc::new(Shared {
         hub,
         origins: settings.origins.clone(),
         verifier: settings.verifier.clone(),
-        clients: clients::Clients::new(settings.clients.clone()),
+        gate: gate.clone(),
         sio,
         slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
         limits: settings.limits.clone(),
@@ -169,13 +170,14 @@ pub async fn run(
     let mode = crate::redis::mode(settings.redis.as_ref());
     tracing::info!(%addr, id = %settings.hub.server_id, mode, "ws-server listening");
 
-    axum::serve(
-        crate::process::without_nagle(listener),
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    crate::gate::http1::serve(
+        listener,
+        app(state.clone()),
+        gate,
+        shutdown.clone(),
+        settings.shutdown_timeout,
     )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .await
-    .context("HTTP server failed")?;
+    .await;
 
     state.connections.close();
     if tokio::time::timeout(settings.shutdown_timeout, state.connections.wait())
@@ -268,7 +270,7 @@ async fn upgrade(
 /// A connection's places: in its client address's count and in the
 /// replica's; both given back when it is dropped.
 pub struct Admission {
-    _client: clients::Slot,
+    _client: crate::gate::clients::Slot,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -282,8 +284,9 @@ pub fn admit(
     if state.shutdown.is_cancelled() {
         return Err(NotAdmitted::ShuttingDown);
     }
-    let ip = state.clients.address(peer.ip(), headers);
-    let client = state.clients.admit(ip).map_err(NotAdmitted::Client)?;
+    let clients = state.gate.clients();
+    let ip = clients.address(peer.ip(), headers);
+    let client = clients.admit(ip).map_err(NotAdmitted::Client)?;
     let Ok(slot) = state.slots.clone().try_acquire_owned() else {
         return Err(NotAdmitted::Full);
     };
@@ -298,7 +301,7 @@ pub fn admit(
 pub enum NotAdmitted {
     ShuttingDown,
     Full,
-    Client(clients::Refused),
+    Client(crate::gate::clients::Refused),
 }
 
 impl IntoResponse for NotAdmitted {

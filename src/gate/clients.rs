@@ -1,12 +1,13 @@
-//! Per-client-address bounds: open connections and new connections per
-//! second from one address, on both doors (HTTP 429 beyond either).
+//! Per-client-address bounds: open connections, connections still sending
+//! their first request, and new connections per second from one address
+//! (HTTP 429 beyond them on the chat doors).
 //!
 //! The address is the peer's, or, when the peer is a trusted proxy, the
 //! last address it appended to `X-Forwarded-For` that is not itself a
 //! trusted proxy: a proxy does not make every client one address, and a
 //! client cannot claim another address past one.
 
-use super::limits::TokenBucket;
+use crate::ws::limits::TokenBucket;
 use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -61,8 +62,10 @@ impl Network {
 /// The bounds, from the flags.
 #[derive(Debug, Clone)]
 pub struct ClientLimits {
-    /// Open connections per address.
+    /// Open connections per address, counting those still pending.
     pub max_per_ip: usize,
+    /// Connections per address that have not finished their first request.
+    pub max_pending_per_ip: usize,
     /// New connections per second per address, and the burst above it.
     pub new_per_second: f64,
     pub new_burst: f64,
@@ -76,10 +79,14 @@ pub enum Refused {
     TooMany,
     #[error("too many new connections from your address; slow down")]
     TooFast,
+    #[error("too many unfinished requests from your address")]
+    TooManyPending,
 }
 
 struct Entry {
     open: usize,
+    /// Connections accepted whose first request has not arrived yet.
+    pending: usize,
     bucket: TokenBucket,
 }
 
@@ -91,18 +98,23 @@ pub struct Clients {
     entries: Arc<Mutex<HashMap<IpAddr, Entry>>>,
 }
 
-/// One open connection's share of its address's count, given back when
-/// dropped.
+/// One connection's share of its address's count, given back when dropped.
 pub struct Slot {
     clients: Clients,
     ip: IpAddr,
+    pending: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut entries = self.clients.lock();
         if let Some(entry) = entries.get_mut(&self.ip) {
-            entry.open = entry.open.saturating_sub(1);
+            let count = if self.pending {
+                &mut entry.pending
+            } else {
+                &mut entry.open
+            };
+            *count = count.saturating_sub(1);
         }
     }
 }
@@ -119,9 +131,14 @@ impl Clients {
         self.entries.lock().expect("client table lock poisoned")
     }
 
+    /// Whether `ip` is a proxy whose `X-Forwarded-For` is believed.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.limits.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+
     /// The client's address: `peer`, or what a trusted proxy forwarded.
     pub fn address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let trusted = |ip: IpAddr| self.limits.trusted_proxies.iter().any(|n| n.contains(ip));
+        let trusted = |ip: IpAddr| self.is_trusted(ip);
         if !trusted(peer) {
             return peer;
         }
@@ -142,26 +159,52 @@ impl Clients {
 
     /// Counts a new connection from `ip`, or refuses it.
     pub fn admit(&self, ip: IpAddr) -> Result<Slot, Refused> {
+        self.count(ip, false)
+    }
+
+    /// Counts a connection from `ip` just accepted, until its first request
+    /// arrives, or refuses it. A trusted proxy's are not counted here: it
+    /// carries many clients, each counted when its request names it.
+    pub fn arrive(&self, ip: IpAddr) -> Result<Option<Slot>, Refused> {
+        if self.is_trusted(ip) {
+            return Ok(None);
+        }
+        self.count(ip, true).map(Some)
+    }
+
+    fn count(&self, ip: IpAddr, pending: bool) -> Result<Slot, Refused> {
         let limits = &self.limits;
         let mut entries = self.lock();
         if entries.len() >= MAX_TRACKED {
-            entries.retain(|_, entry| entry.open > 0);
+            entries.retain(|_, entry| entry.open + entry.pending > 0);
         }
         let entry = entries.entry(ip).or_insert_with(|| Entry {
             open: 0,
+            pending: 0,
             bucket: TokenBucket::new(limits.new_per_second, limits.new_burst),
         });
-        if entry.open >= limits.max_per_ip {
+        // A pending connection is refused only over the pending bound, so
+        // a client at its open bound still gets its 429 as an answer; an
+        // upgrade counts the address's pending connections as open.
+        if !pending && entry.open + entry.pending >= limits.max_per_ip {
             return Err(Refused::TooMany);
         }
-        if !entry.bucket.try_take(Instant::now()) {
-            return Err(Refused::TooFast);
+        if pending {
+            if entry.pending >= limits.max_pending_per_ip {
+                return Err(Refused::TooManyPending);
+            }
+            entry.pending += 1;
+        } else {
+            if !entry.bucket.try_take(Instant::now()) {
+                return Err(Refused::TooFast);
+            }
+            entry.open += 1;
         }
-        entry.open += 1;
         drop(entries);
         Ok(Slot {
             clients: self.clone(),
             ip,
+            pending,
         })
     }
 }
@@ -173,6 +216,7 @@ mod tests {
     fn limits(trusted: &[&str]) -> ClientLimits {
         ClientLimits {
             max_per_ip: 2,
+            max_pending_per_ip: 1,
             new_per_second: 1000.0,
             new_burst: 1000.0,
             trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
@@ -244,5 +288,32 @@ mod tests {
         let _x = clients.admit(a).unwrap();
         let _y = clients.admit(a).unwrap();
         assert!(matches!(clients.admit(a), Err(Refused::TooFast)));
+    }
+
+    #[test]
+    fn pending_connections_count_in_the_address_bound() {
+        let clients = Clients::new(limits(&["127.0.0.1"]));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let pending = clients.arrive(a).unwrap().expect("counted");
+        assert!(
+            matches!(clients.arrive(a), Err(Refused::TooManyPending)),
+            "one pending per address here"
+        );
+        let open = clients.admit(a).unwrap();
+        assert!(
+            matches!(clients.admit(a), Err(Refused::TooMany)),
+            "pending and open share the address's bound"
+        );
+        drop(pending);
+        let _pending = clients.arrive(a).unwrap();
+        drop(open);
+        assert!(
+            clients.arrive(a).is_err() && clients.admit(a).is_ok(),
+            "an address at its bound may still be answered"
+        );
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..10 {
+            assert!(clients.arrive(proxy).unwrap().is_none(), "a proxy is not");
+        }
     }
 }
