@@ -141,3 +141,34 @@ async fn per_client_limits_count_clients_behind_nginx() {
     }
     assert!(refused, "the per-address bound holds behind nginx");
 }
+
+/// A browser's token rides in the query string through nginx: it is
+/// believed by every replica, and the deploy config's access log keeps the
+/// path without it (the test command checks every log of the run for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_pass_nginx_and_stay_out_of_its_log() {
+    const SECRET: &str = "deploy test secret, do-not-log";
+    let d = ChatDeployment::start_with(&["--auth", "required", "--jwt-secret", SECRET]);
+    let claims = rtchat::auth::NewToken {
+        sub: "ana",
+        name: Some("Ana"),
+        exp: rtchat::auth::expiry_in(std::time::Duration::from_secs(600)),
+        rooms: None,
+        scope: None,
+    };
+    let token = rtchat::auth::mint(&claims, SECRET.as_bytes()).unwrap();
+    let url = d.nginx.ws_url();
+    for _ in 0..3 {
+        let member = Client::connect(&format!("{url}?token={token}")).await;
+        assert_eq!(
+            member.user, "ana",
+            "the token's subject, on {}",
+            member.server
+        );
+    }
+    let refused = tokio_tungstenite::connect_async(url.as_str()).await;
+    assert!(
+        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 401),
+        "no token: 401 through nginx"
+    );
+}

@@ -254,7 +254,7 @@ async fn cli_prints_the_fixed_lines(with_redis: bool) {
 async fn bearer_token_guards_the_service(with_redis: bool) {
     let redis = with_redis.then(Redis::start);
     let dir = std::env::temp_dir().join(format!("rtchat-token-{}", free_port()));
-    std::fs::write(&dir, "s3cret\n").unwrap();
+    std::fs::write(&dir, "s3cret-do-not-log\n").unwrap();
     let server = Process::grpc_server(
         "grpc-1",
         redis.as_ref(),
@@ -265,7 +265,7 @@ async fn bearer_token_guards_the_service(with_redis: bool) {
     assert!(!ok && err.starts_with("error: UNAUTHENTICATED"), "{err}");
     let (ok, _, err) = grpc_client(&addr, &["--token", "wrong", "get", "1"]);
     assert!(!ok && err.starts_with("error: UNAUTHENTICATED"), "{err}");
-    assert!(grpc_client(&addr, &["--token", "s3cret", "get", "1"]).0);
+    assert!(grpc_client(&addr, &["--token", "s3cret-do-not-log", "get", "1"]).0);
     assert_eq!(
         health(&server).await.unwrap(),
         ServingStatus::Serving,

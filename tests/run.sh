@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The full test suite, from a clean machine: installs what the integration
 # tests start (redis-server, nginx, Chromium, Envoy, Python grpcio, the
-# official Socket.IO clients) when it is missing,
-# then runs every test. Tests start their own servers on free ports; nothing
-# here needs to be running beforehand.
+# official Socket.IO clients) and the checks use (cargo-deny, cargo-fuzz)
+# when it is missing, then runs every test, checks that no log of the run
+# holds a token or secret, checks the dependencies, and runs each fuzz
+# target briefly. Tests start their own servers on free ports; nothing here
+# needs to be running beforehand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,10 +60,50 @@ for version in 1.36.4 1.40.0; do
   fi
 done
 
+# The supply-chain check and the fuzzers, into target/tools/cargo; the
+# fuzzers build with nightly (sanitizer flags).
+tools="$PWD/target/tools/cargo"
+export PATH="$tools/bin:$PATH"
+if ! command -v cargo-deny >/dev/null; then
+  echo "installing: cargo-deny 0.18.9 (crates.io)"
+  cargo install --quiet --locked --root "$tools" cargo-deny@0.18.9
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "installing: cargo-fuzz 0.13.2 (crates.io)"
+  cargo install --quiet --locked --root "$tools" cargo-fuzz@0.13.2
+fi
+if ! rustup toolchain list | grep -q '^nightly'; then
+  echo "installing: the nightly toolchain (rustup)"
+  rustup toolchain install nightly --profile minimal
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+
+# Every log line of the run lands here (tests/common/logs.rs).
+export RTCHAT_TEST_LOGS="$PWD/target/test-logs"
+rm -rf "$RTCHAT_TEST_LOGS"
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
+  cargo nextest run --locked --no-fail-fast || status=$?
 else
-  cargo test --locked --no-fail-fast
+  cargo test --locked --no-fail-fast || status=$?
 fi
+
+bash tests/no_secrets_in_logs.sh "$RTCHAT_TEST_LOGS" || status=$?
+
+# Licenses, bans, duplicate versions and sources. Advisories are left out:
+# their database cannot be fetched from here.
+cargo deny --locked check --config .ci/deny.toml bans licenses sources || status=$?
+
+# Each fuzz target briefly, over its kept corpus and every crash it ever
+# found (fuzz/README.md); new inputs go to target/, not to the tree.
+for target in native_frame socketio_packet jwt redis_wire; do
+  mkdir -p "target/fuzz-corpus/$target"
+  (cd fuzz && cargo +nightly fuzz run "$target" \
+    "../target/fuzz-corpus/$target" "corpus/$target" "regressions/$target" \
+    -- -max_total_time=15 -max_len=4096) >"target/fuzz-$target.log" 2>&1 \
+    || { tail -40 "target/fuzz-$target.log"; status=1; }
+  grep -h "^Done" "target/fuzz-$target.log" | sed "s/^/fuzz $target: /" || true
+done
+exit "$status"

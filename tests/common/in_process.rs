@@ -67,6 +67,7 @@ impl Server {
     async fn start(
         spawn: impl FnOnce(tokio::net::TcpListener, CancellationToken) -> JoinHandle<anyhow::Result<()>>,
     ) -> Self {
+        super::logs::capture_in_process();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod envoy;
 pub mod grpc;
 pub mod in_process;
+pub mod logs;
 pub mod nginx;
 pub mod original;
 pub mod process;

@@ -116,11 +116,12 @@ pub fn deploy_nginx_config(dns_port: u16, ws_port: u16, listen_port: u16) -> Str
         .replace("ws-server:3000", &format!("ws-server:{ws_port}"))
         .replace("listen 80;", &format!("listen 127.0.0.1:{listen_port};"))
         .replace("worker_connections 10240;", "worker_connections 1024;")
-        .replace("access_log /dev/stdout;", "access_log off;");
+        .replace("access_log /dev/stdout rtchat;", &access_log());
     for (from, what) in [
         ("resolver 127.0.0.11 ", "resolver"),
         ("ws-server:3000", "upstream"),
         ("listen 80;", "listen"),
+        ("access_log /dev/stdout rtchat;", "access log"),
     ] {
         assert!(
             original.contains(from) && !mapped.contains(from),
@@ -128,4 +129,12 @@ pub fn deploy_nginx_config(dns_port: u16, ws_port: u16, listen_port: u16) -> Str
         );
     }
     mapped
+}
+
+/// Into the run's log folder, for the check for tokens, when there is one.
+fn access_log() -> String {
+    match super::logs::file("nginx-access") {
+        Some((path, _)) => format!("access_log {} rtchat;", path.display()),
+        None => "access_log off;".into(),
+    }
 }

@@ -42,8 +42,13 @@ impl Process {
         let (tx, rx) = std::sync::mpsc::channel();
         {
             let log = log.clone();
+            let mut run_log = super::logs::file("process").map(|(_, file)| file);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(file) = &mut run_log {
+                        use std::io::Write;
+                        let _ = writeln!(file, "{line}");
+                    }
                     if line.contains("listening")
                         && let Some(addr) = line
                             .split("addr=")
