@@ -227,6 +227,37 @@ fn the_token_command_mints_what_the_server_accepts() {
     assert!(id.rooms.unwrap().allows("bee"));
 }
 
+/// A secret mounted as a file (with the newline `echo` adds) is the same
+/// secret, for the servers and for `rtchat token`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_can_come_from_a_file() {
+    let path = std::env::temp_dir().join(format!("rtchat-jwt-secret-{}", free_port()));
+    std::fs::write(&path, format!("{SECRET}\n")).unwrap();
+    let file = path.to_str().unwrap();
+    let out = rtchat()
+        .args(["token", "--sub", "gil", "--jwt-secret-file", file])
+        .env_remove("JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let minted = String::from_utf8(out.stdout).unwrap();
+    let server = Server::ws(
+        "server-1",
+        None,
+        &["--auth", "required", "--jwt-secret-file", file],
+    )
+    .await;
+    let member = Client::connect(&format!("{}?token={}", server.ws_url(), minted.trim())).await;
+    assert_eq!(member.user, "gil");
+    let signed_elsewhere = token(json!({"sub": "gil", "exp": now() + 60}));
+    assert_eq!(
+        status(&format!("{}?token={signed_elsewhere}", server.ws_url())).await,
+        101,
+        "the file's secret is SECRET, newline aside"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
 /// The same rules through the Socket.IO door, with the official client:
 /// `auth: {token}` in its CONNECT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,8 +65,8 @@ done
 tools="$PWD/target/tools/cargo"
 export PATH="$tools/bin:$PATH"
 if ! command -v cargo-deny >/dev/null; then
-  echo "installing: cargo-deny 0.18.9 (crates.io)"
-  cargo install --quiet --locked --root "$tools" cargo-deny@0.18.9
+  echo "installing: cargo-deny 0.20.2 (crates.io)"
+  cargo install --quiet --locked --root "$tools" cargo-deny@0.20.2
 fi
 if ! command -v cargo-fuzz >/dev/null; then
   echo "installing: cargo-fuzz 0.13.2 (crates.io)"
@@ -94,7 +94,7 @@ bash tests/no_secrets_in_logs.sh "$RTCHAT_TEST_LOGS" || status=$?
 
 # Licenses, bans, duplicate versions and sources. Advisories are left out:
 # their database cannot be fetched from here.
-cargo deny --locked check --config .ci/deny.toml bans licenses sources || status=$?
+cargo deny --locked --config .ci/deny.toml check bans licenses sources || status=$?
 
 # Each fuzz target briefly, over its kept corpus and every crash it ever
 # found (fuzz/README.md); new inputs go to target/, not to the tree.

@@ -267,7 +267,7 @@ pub fn print_token(args: &crate::config::TokenArgs) -> anyhow::Result<()> {
     };
     println!(
         "{}",
-        mint(&claims, args.jwt_secret.as_bytes()).map_err(anyhow::Error::msg)?
+        mint(&claims, &args.secret()?).map_err(anyhow::Error::msg)?
     );
     Ok(())
 }

@@ -15,24 +15,50 @@ pub struct AuthArgs {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// The HS256 secret read from this file instead (a mounted secret; a
+    /// trailing newline is not part of it).
+    #[arg(long, env = "JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
+
     /// PEM public key (RSA for RS256, EC P-256 for ES256) that tokens are
     /// signed with, instead of a secret.
-    #[arg(long, env = "JWT_PUBLIC_KEY_FILE", conflicts_with = "jwt_secret")]
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE", conflicts_with_all = ["jwt_secret", "jwt_secret_file"])]
     pub jwt_public_key_file: Option<std::path::PathBuf>,
+}
+
+/// A secret kept in a file, without the newline editors and `echo` add.
+fn read_secret(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let mut secret =
+        std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        secret.pop();
+    }
+    Ok(secret)
 }
 
 impl AuthArgs {
     /// The verifier these flags describe; reads the key file.
     pub fn verifier(&self) -> anyhow::Result<crate::auth::Verifier> {
         use anyhow::Context;
-        let key = match (&self.jwt_secret, &self.jwt_public_key_file) {
-            (Some(secret), _) => Some(crate::auth::KeySource::Secret(secret.as_bytes().to_vec())),
-            (None, Some(path)) => Some(crate::auth::KeySource::PublicKeyPem(
+        let key = match (
+            &self.jwt_secret,
+            &self.jwt_secret_file,
+            &self.jwt_public_key_file,
+        ) {
+            (Some(secret), _, _) => {
+                Some(crate::auth::KeySource::Secret(secret.as_bytes().to_vec()))
+            }
+            (None, Some(path), _) => Some(crate::auth::KeySource::Secret(read_secret(
+                path,
+                "--jwt-secret-file",
+            )?)),
+            (None, None, Some(path)) => Some(crate::auth::KeySource::PublicKeyPem(
                 std::fs::read(path).with_context(|| {
                     format!("cannot read --jwt-public-key-file {}", path.display())
                 })?,
             )),
-            (None, None) => None,
+            (None, None, None) => None,
         };
         crate::auth::Verifier::new(self.auth, key.as_ref()).map_err(anyhow::Error::msg)
     }
@@ -63,6 +89,25 @@ pub struct TokenArgs {
     pub ttl: Duration,
 
     /// The HS256 secret the servers verify with.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        hide_env_values = true,
+        required_unless_present = "jwt_secret_file"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Or the file it is kept in.
+    #[arg(long, env = "JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
+}
+
+impl TokenArgs {
+    pub fn secret(&self) -> anyhow::Result<Vec<u8>> {
+        match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(secret), _) => Ok(secret.as_bytes().to_vec()),
+            (None, Some(path)) => read_secret(path, "--jwt-secret-file"),
+            (None, None) => anyhow::bail!("--jwt-secret or --jwt-secret-file is required"),
+        }
+    }
 }
