@@ -160,6 +160,50 @@ async fn history_is_bounded(with_redis: bool) {
             .collect::<Vec<_>>(),
         ["m3", "m4", "m5"]
     );
+
+    // Exact at any size, though Redis cuts its log back in batches.
+    let (_redis, server) = replica(with_redis, &["--history-size", "32"]).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    c.join("r").await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(c.say("r", &format!("m{i}")).await);
+    }
+    for (since, recovered) in [(6, false), (7, true), (39, true)] {
+        let mut late = Client::connect(&server.ws_url()).await;
+        let joined = late.join_since("r", &ids[since]).await;
+        assert_eq!(joined["recovered"], recovered, "since m{since}");
+    }
+    let mut late = Client::connect(&server.ws_url()).await;
+    late.join_since("r", &ids[7]).await;
+    let replayed = late.messages(32).await;
+    assert_eq!(replayed[0]["message"], "m8");
+    assert_eq!(replayed[31]["message"], "m39");
+}
+
+/// Messages older than `--history-ttl` are trimmed from a log that stays
+/// in use: a `since` behind them is no longer recovered, a recent one is.
+async fn history_ages_out(with_redis: bool) {
+    let (_redis, server) = replica(with_redis, &["--history-ttl", "1s"]).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    c.join("r").await;
+    // A message every 100 ms for 2 s: the first ones age out while the
+    // log is written to.
+    let mut ids = Vec::new();
+    let mut pace = tokio::time::interval(std::time::Duration::from_millis(100));
+    for i in 0..20 {
+        pace.tick().await;
+        ids.push(c.say("r", &format!("m{i}")).await);
+    }
+    let mut late = Client::connect(&server.ws_url()).await;
+    assert_eq!(
+        late.join_since("r", &ids[0]).await["recovered"],
+        false,
+        "m1 is 1.9 s old"
+    );
+    let mut late = Client::connect(&server.ws_url()).await;
+    assert_eq!(late.join_since("r", &ids[18]).await["recovered"], true);
+    assert_eq!(late.messages(1).await[0]["message"], "m19");
 }
 
 async fn health_ready_metrics_and_page(with_redis: bool) {
@@ -206,6 +250,7 @@ in_both_modes!(
     rooms_are_isolated,
     since_replays_then_goes_live,
     history_is_bounded,
+    history_ages_out,
     health_ready_metrics_and_page,
     sigterm_closes_clients_with_1001,
 );

@@ -77,28 +77,36 @@ pub(super) async fn expect_frame(
 /// Socket.IO does not confirm a join: sends marker messages to the room
 /// until every member has received one, so that no member is still joining
 /// when the measurement starts.
-async fn confirm_joined(args: &WsBenchArgs, members: Vec<Socket>) -> anyhow::Result<Vec<Socket>> {
+async fn confirm_joined(
+    args: &WsBenchArgs,
+    members: Vec<(usize, Socket)>,
+) -> anyhow::Result<Vec<Socket>> {
     let mut sender = connect(&args.urls[0], None, args.protocol).await?;
     let (mut pending, mut ready) = (members, Vec::new());
     for round in 0..30 {
         let marker = format!("warm-up {round}");
-        sender
-            .send(Message::text(args.protocol.message(&args.room, &marker)))
-            .await?;
-        let checks = pending.into_iter().map(|mut ws| async move {
+        for k in 0..args.rooms.max(1) {
+            sender
+                .send(Message::text(
+                    args.protocol.message(&args.room_name(k), &marker),
+                ))
+                .await?;
+        }
+        let checks = pending.into_iter().map(|(i, mut ws)| async move {
             let seen = saw_warm_up(&mut ws, args.protocol).await;
-            (ws, seen)
+            (i, ws, seen)
         });
         pending = Vec::new();
-        for (ws, seen) in futures_util::future::join_all(checks).await {
+        for (i, ws, seen) in futures_util::future::join_all(checks).await {
             if seen {
-                ready.push(ws)
+                ready.push((i, ws))
             } else {
-                pending.push(ws)
+                pending.push((i, ws))
             }
         }
         if pending.is_empty() {
-            return Ok(ready);
+            ready.sort_by_key(|(i, _)| *i);
+            return Ok(ready.into_iter().map(|(_, ws)| ws).collect());
         }
     }
     bail!(
@@ -128,15 +136,15 @@ async fn saw_warm_up(ws: &mut Socket, protocol: Protocol) -> bool {
 /// Opens `args.members` joined members, `connect_concurrency` at a time.
 pub(super) async fn open_members(args: &WsBenchArgs) -> anyhow::Result<Vec<Socket>> {
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
-    let join = args.protocol.join(&args.room);
     let protocol = args.protocol;
     let mut tasks = Vec::with_capacity(args.members);
     for i in 0..args.members {
-        let url = args.urls[i % args.urls.len()].clone();
+        let (room, url) = args.placement(i);
+        let url = url.to_owned();
         let source =
             (!args.source_ips.is_empty()).then(|| args.source_ips[i % args.source_ips.len()]);
         let gate = gate.clone();
-        let join = join.clone();
+        let join = protocol.join(&args.room_name(room));
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await?;
             let mut ws = connect(&url, source, protocol).await?;
@@ -149,13 +157,13 @@ pub(super) async fn open_members(args: &WsBenchArgs) -> anyhow::Result<Vec<Socke
     }
     let mut members = Vec::with_capacity(args.members);
     for (i, task) in tasks.into_iter().enumerate() {
-        members.push(task.await?.with_context(|| format!("member {i}"))?);
+        members.push((i, task.await?.with_context(|| format!("member {i}"))?));
         if (i + 1) % 1000 == 0 {
             eprintln!("  {} members connected", i + 1);
         }
     }
     match args.protocol {
-        Protocol::Rtchat => Ok(members),
+        Protocol::Rtchat => Ok(members.into_iter().map(|(_, ws)| ws).collect()),
         Protocol::SocketIo => confirm_joined(args, members).await,
     }
 }

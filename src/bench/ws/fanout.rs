@@ -53,7 +53,8 @@ pub(super) async fn run(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
         )));
     }
 
-    let meter = Meter::start(&args.pids);
+    let rooms: Arc<Vec<String>> = Arc::new((0..args.rooms).map(|k| args.room_name(k)).collect());
+    let meter = Meter::start(&args.pids, args.redis_pid);
     let started = Instant::now();
     let seq = Arc::new(AtomicU64::new(0));
     let deadline = started + args.duration;
@@ -61,12 +62,12 @@ pub(super) async fn run(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
     let mut senders = Vec::new();
     for (i, ws) in publishers.into_iter().enumerate() {
         let offset = interval.mul_f64(i as f64 / args.publishers as f64);
-        let (seq, room, size) = (seq.clone(), args.room.clone(), args.size);
+        let (seq, rooms, size) = (seq.clone(), rooms.clone(), args.size);
         senders.push(tokio::spawn(publish(
             ws,
             args.protocol,
             seq,
-            room,
+            rooms,
             size,
             started + offset,
             interval,
@@ -79,7 +80,10 @@ pub(super) async fn run(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
         sender.await??;
     }
     let sent = seq.load(Ordering::SeqCst);
-    let expected = sent * args.members as u64;
+    // Message k goes to room k mod N, whose members are those i with
+    // i mod N == k mod N.
+    let in_room = |k: usize| ((args.members - k) as u64).div_ceil(args.rooms as u64);
+    let expected: u64 = (0..sent as usize).map(|n| in_room(n % args.rooms)).sum();
     // Wait for stragglers, stopping early once everything arrived.
     let drain_end = Instant::now() + args.drain;
     while tally.delivered.load(Ordering::SeqCst) < expected && Instant::now() < drain_end {
@@ -91,10 +95,14 @@ pub(super) async fn run(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
     let mut latency = latency_histogram();
     let mut delivered_unique = 0u64;
     let mut duplicated = 0u64;
-    for receiver in receivers {
+    for (i, receiver) in receivers.into_iter().enumerate() {
         let seen = receiver.await?;
         latency.add(seen.latency)?;
-        for &count in &seen.counts[..sent as usize] {
+        let own = seen.counts[..sent as usize]
+            .iter()
+            .skip(i % args.rooms)
+            .step_by(args.rooms);
+        for &count in own {
             delivered_unique += u64::from(count.min(1));
             duplicated += u64::from(count.saturating_sub(1));
         }
@@ -102,6 +110,7 @@ pub(super) async fn run(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
     let delivered = tally.delivered.load(Ordering::SeqCst);
     Ok(FanoutReport {
         members: args.members,
+        rooms: args.rooms,
         publishers: args.publishers,
         replicas: args.urls.len(),
         target_rate: args.rate,
@@ -117,6 +126,14 @@ pub(super) async fn run(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
             .server_cpu_s
             .filter(|_| delivered > 0)
             .map(|s| s * 1e6 / delivered as f64),
+        server_cpu_us_per_message: usage
+            .server_cpu_s
+            .filter(|_| sent > 0)
+            .map(|s| s * 1e6 / sent as f64),
+        redis_cpu_us_per_message: usage
+            .redis_cpu_s
+            .filter(|_| sent > 0)
+            .map(|s| s * 1e6 / sent as f64),
         usage,
     })
 }
@@ -126,7 +143,7 @@ async fn publish(
     mut ws: Socket,
     protocol: Protocol,
     seq: Arc<AtomicU64>,
-    room: String,
+    rooms: Arc<Vec<String>>,
     size: usize,
     first: Instant,
     interval: Duration,
@@ -169,7 +186,8 @@ async fn publish(
             text.push(' ');
             text.extend(std::iter::repeat_n('x', size - text.len()));
         }
-        ws.send(Message::text(protocol.message(&room, &text)))
+        let room = &rooms[n as usize % rooms.len()];
+        ws.send(Message::text(protocol.message(room, &text)))
             .await?;
     }
     let _ = ws.close(None).await;

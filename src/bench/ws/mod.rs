@@ -56,9 +56,20 @@ pub struct WsBenchArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
 
-    /// Room used for the run.
+    /// Room used for the run; with `--rooms` above 1, the prefix of
+    /// rooms `<room>-0`, `<room>-1`, ...
     #[arg(long, default_value = "bench")]
     pub room: String,
+
+    /// Rooms the members are spread over (member i joins room i mod N, on
+    /// replica (i / N) mod replicas, so each room spans the replicas);
+    /// message k goes to room k mod N, so the total rate is spread evenly.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+
+    /// The Redis server's process id, for its CPU time per message.
+    #[arg(long)]
+    pub redis_pid: Option<u32>,
 
     /// Message text size in bytes (at least the 40 bytes of bookkeeping).
     #[arg(long, default_value_t = 64)]
@@ -95,9 +106,29 @@ pub struct WsBenchArgs {
     pub json: bool,
 }
 
+impl WsBenchArgs {
+    /// The name of room `k` of the run.
+    fn room_name(&self, k: usize) -> String {
+        if self.rooms <= 1 {
+            self.room.clone()
+        } else {
+            format!("{}-{k}", self.room)
+        }
+    }
+
+    /// Member `i`'s room and replica URL.
+    fn placement(&self, i: usize) -> (usize, &str) {
+        let rooms = self.rooms.max(1);
+        (i % rooms, &self.urls[(i / rooms) % self.urls.len()])
+    }
+}
+
 pub async fn run(args: WsBenchArgs) -> anyhow::Result<()> {
     if args.urls.is_empty() || args.members == 0 {
         bail!("need at least one --url and one member");
+    }
+    if args.rooms == 0 || args.rooms > args.members {
+        bail!("--rooms must be between 1 and --members");
     }
     process::raise_fd_limit();
     if args.idle {

@@ -8,6 +8,7 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub struct FanoutReport {
     pub members: usize,
+    pub rooms: usize,
     pub publishers: usize,
     pub replicas: usize,
     pub target_rate: f64,
@@ -20,6 +21,8 @@ pub struct FanoutReport {
     pub deliveries_per_s: f64,
     pub latency_ms: Percentiles,
     pub server_cpu_us_per_delivery: Option<f64>,
+    pub server_cpu_us_per_message: Option<f64>,
+    pub redis_cpu_us_per_message: Option<f64>,
     #[serde(flatten)]
     pub usage: Usage,
 }
@@ -47,13 +50,15 @@ pub fn idle_text(r: &IdleReport) -> String {
 
 pub fn fanout_text(r: &FanoutReport) -> String {
     format!(
-        "members {} over {} replicas, publishers {}, target {} msg/s for {:.1} s\n\
+        "members {} in {} rooms over {} replicas, publishers {}, target {} msg/s for {:.1} s\n\
                  sent {}  expected {}  delivered {}  lost {}  duplicated {}\n\
                  deliveries/s {:.0}\n\
                  latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\n\
-                 server cpu s {}  us/delivery {}  rss KiB {}\n\
+                 server cpu s {}  us/delivery {}  us/message {}  rss KiB {}\n\
+                 redis cpu s {}  us/message {}\n\
                  bench cpu s {}",
         r.members,
+        r.rooms,
         r.replicas,
         r.publishers,
         r.target_rate,
@@ -70,7 +75,10 @@ pub fn fanout_text(r: &FanoutReport) -> String {
         r.latency_ms.max,
         ms3(r.usage.server_cpu_s),
         ms3(r.server_cpu_us_per_delivery),
+        ms3(r.server_cpu_us_per_message),
         opt(r.usage.server_rss_kib),
+        ms3(r.usage.redis_cpu_s),
+        ms3(r.redis_cpu_us_per_message),
         ms3(r.usage.bench_cpu_s),
     )
 }

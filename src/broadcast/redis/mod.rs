@@ -204,7 +204,12 @@ impl Broadcast for RedisBroadcast {
             .evalsha_with_reload(
                 &self.client,
                 keys::log(topic),
-                vec![Value::from(mode), value, self.max_age_micros()],
+                vec![
+                    Value::from(mode),
+                    value,
+                    self.max_age_micros(),
+                    self.max_len(),
+                ],
             )
             .await
             .map_err(unavailable)?;

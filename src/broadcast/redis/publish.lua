@@ -3,16 +3,19 @@
 -- KEYS[1] log stream, KEYS[2] log meta hash
 -- ARGV[1] channel, ARGV[2] payload, ARGV[3] max length, ARGV[4] max age (us)
 local now = now_micros()
-local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
+local meta = redis.call('HMGET', KEYS[2], 'last', 'oldest')
+local last = tonumber(meta[1] or '0')
 local id = math.max(now, last + 1)
 local sid = string.format('%.0f', id)
 if last == 0 then
-  redis.call('HSET', KEYS[2], 'start', sid)
+  redis.call('HSET', KEYS[2], 'start', sid, 'last', sid, 'oldest', sid)
+  meta[2] = sid
+else
+  redis.call('HSET', KEYS[2], 'last', sid)
 end
-redis.call('HSET', KEYS[2], 'last', sid)
 redis.call('XADD', KEYS[1], sid .. '-0', 'p', ARGV[2])
 local age = tonumber(ARGV[4])
-trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), now - age)
+trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), now - age, tonumber(meta[2]), now)
 -- An idle topic's log disappears with its last message's age; a later
 -- `since` into it is then reported as not recovered.
 local ttl = math.ceil(age / 1000)
