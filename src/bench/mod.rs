@@ -6,6 +6,7 @@
 //! own CPU time, so a run capped by the generator is visible as such.
 
 pub mod grpc;
+pub mod log;
 pub mod trivial;
 pub mod usage;
 pub mod ws;
@@ -24,6 +25,8 @@ pub enum BenchMode {
     Ws(ws::WsBenchArgs),
     /// gRPC calls at a concurrency: throughput and latency.
     Grpc(grpc::GrpcBenchArgs),
+    /// The Redis log alone: publishes over many rooms, Redis CPU per message.
+    Log(log::LogBenchArgs),
     /// Run the trivial broadcast server that `bench ws` results are
     /// compared with.
     TrivialServer(trivial::TrivialArgs),
@@ -33,6 +36,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.mode {
         BenchMode::Ws(args) => ws::run(args).await,
         BenchMode::Grpc(args) => grpc::run(args).await,
+        BenchMode::Log(args) => log::run(args).await,
         BenchMode::TrivialServer(args) => trivial::run(args).await,
     }
 }

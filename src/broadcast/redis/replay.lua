@@ -21,7 +21,10 @@ end
 if mode == 'position' then
   return {1, last}
 end
-trim(KEYS[1], KEYS[2], nil, now - tonumber(ARGV[3]), tonumber(meta[2]), now)
+local cut = trim(KEYS[1], KEYS[2], nil, nil, now - tonumber(ARGV[3]), tonumber(meta[2]), now)
+if cut then
+  redis.call('HSET', KEYS[2], 'len', cut)
+end
 local max_len = tonumber(ARGV[4])
 local entries
 if mode == 'last' then
