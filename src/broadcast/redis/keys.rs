@@ -9,7 +9,7 @@ pub fn channel(topic: &str) -> String {
 pub const CHANNEL_PREFIX: &str = "rtchat:chan:";
 
 /// The log scripts' KEYS: the stream, then its meta hash (`start`, `last`,
-/// `trimmed`).
+/// `trimmed`, `oldest`, `len`, `renewed`).
 pub fn log(topic: &str) -> Vec<String> {
     vec![
         format!("rtchat:log:{topic}"),
@@ -26,3 +26,7 @@ pub fn presence(topic: &str) -> String {
 pub fn alive(instance: &str) -> String {
     format!("rtchat:alive:{instance}")
 }
+
+/// Sorted set of replica instances by their last heartbeat (Unix ms): how a
+/// replica learns another has died without looking at every topic.
+pub const INSTANCES: &str = "rtchat:instances";

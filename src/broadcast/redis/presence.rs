@@ -5,6 +5,14 @@
 //!
 //! Only a server with members starts this ([`RedisPresence::start`]); the
 //! log alone ([`super::RedisBroadcast`]) writes no heartbeats.
+//!
+//! Sweeping costs Redis nothing while every replica lives: beside its
+//! heartbeat key each instance stamps its time in one sorted set, and a
+//! sweep reads the instances whose stamp is older than the heartbeat TTL.
+//! Only when one of them has really died (its heartbeat key is gone) are
+//! the topics with local members swept, once per dead instance. Sweeping
+//! every topic every two seconds cost 5,000 scripts a second with 10,000
+//! rooms.
 
 use super::{RedisBroadcast, keys, unavailable};
 use crate::broadcast::presence::PresenceMap;
@@ -13,8 +21,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const PRESENCE_LUA: &str = include_str!("presence.lua");
 
@@ -23,9 +32,11 @@ const PRESENCE_LUA: &str = include_str!("presence.lua");
 pub const PRESENCE_TTL: Duration = Duration::from_secs(10);
 /// How often the heartbeat key is refreshed: three chances per TTL.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
-/// How often the presence of topics with local members is swept for
-/// members of dead replicas.
+/// How often dead replicas are looked for (and, when one is found, the
+/// presence of topics with local members swept of its members).
 pub const PRESENCE_SWEEP: Duration = Duration::from_secs(2);
+/// Instances stamped longer ago than this are forgotten from the set.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 pub struct RedisPresence {
     client: Client,
@@ -64,6 +75,8 @@ impl RedisPresence {
             // Set when Redis may have lost this replica's entries (it was
             // unreachable, or came back), cleared once they are put back.
             let mut restore = false;
+            // Dead instances already swept out of the local topics.
+            let mut swept = HashSet::new();
             loop {
                 tokio::select! {
                     _ = heartbeat.tick() => {
@@ -76,9 +89,7 @@ impl RedisPresence {
                     }
                     _ = sweep.tick() => {
                         let Some(this) = this.upgrade() else { break };
-                        for topic in this.local.topics() {
-                            let _ = this.presence(&topic).await;
-                        }
+                        this.sweep(&mut swept).await;
                     }
                     changed = resumed.changed() => {
                         let Some(this) = this.upgrade() else { break };
@@ -94,14 +105,59 @@ impl RedisPresence {
 
     async fn heartbeat(&self) -> bool {
         let ttl = Expiration::PX(PRESENCE_TTL.as_millis() as i64);
-        let result: Result<(), Error> = self
+        let alive: Result<(), Error> = self
             .client
             .set(keys::alive(&self.instance), 1, Some(ttl), None, false)
             .await;
+        let stamped: Result<(), Error> = self
+            .client
+            .zadd(
+                keys::INSTANCES,
+                None,
+                None,
+                false,
+                false,
+                (unix_ms(0) as f64, self.instance.as_str()),
+            )
+            .await;
+        let result = alive.and(stamped);
         if let Err(err) = &result {
             tracing::debug!(%err, "presence heartbeat failed");
         }
         result.is_ok()
+    }
+
+    /// Looks for instances that stopped stamping; for each one whose
+    /// heartbeat key is gone too, and not swept yet, lists (and so cleans)
+    /// every topic with local members.
+    async fn sweep(&self, swept: &mut HashSet<String>) {
+        let stale_before = unix_ms(PRESENCE_TTL.as_millis() as u64) as f64;
+        let stale: Result<Vec<String>, Error> = self
+            .client
+            .zrangebyscore(keys::INSTANCES, "-inf", stale_before, false, None)
+            .await;
+        let Ok(stale) = stale else { return };
+        let mut dead = false;
+        for instance in stale {
+            if instance == self.instance || swept.contains(&instance) {
+                continue;
+            }
+            let alive: Result<bool, Error> = self.client.exists(keys::alive(&instance)).await;
+            if alive == Ok(false) {
+                swept.insert(instance);
+                dead = true;
+            }
+        }
+        if dead {
+            for topic in self.local.topics() {
+                let _ = self.presence(&topic).await;
+            }
+        }
+        let forget_before = unix_ms(FORGET_AFTER.as_millis() as u64) as f64;
+        let _: Result<i64, Error> = self
+            .client
+            .zremrangebyscore(keys::INSTANCES, "-inf", forget_before)
+            .await;
     }
 
     /// Puts back every local presence entry; entries Redis had lost are
@@ -167,4 +223,15 @@ impl Presence for RedisPresence {
             .map_err(unavailable)?;
         Ok(infos.into_iter().filter_map(Value::into_bytes).collect())
     }
+}
+
+/// Unix time in ms, `ago` ms in the past. Replicas' clocks only preselect
+/// candidates here; whether one is dead is its heartbeat key's TTL in
+/// Redis, so a skewed clock delays a sweep by the skew, never fakes one.
+fn unix_ms(ago: u64) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    now.saturating_sub(ago)
 }
