@@ -99,7 +99,7 @@ cargo deny --locked --config .ci/deny.toml check bans licenses sources || status
 # Each fuzz target briefly, over its kept corpus and every crash it ever
 # found (fuzz/README.md); new inputs go to target/, not to the tree.
 for target in native_frame socketio_packet jwt redis_wire; do
-  mkdir -p "target/fuzz-corpus/$target"
+  mkdir -p "target/fuzz-corpus/$target" "fuzz/regressions/$target"
   (cd fuzz && cargo +nightly fuzz run "$target" \
     "../target/fuzz-corpus/$target" "corpus/$target" "regressions/$target" \
     -- -max_total_time=15 -max_len=4096) >"target/fuzz-$target.log" 2>&1 \
