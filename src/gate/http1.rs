@@ -30,17 +30,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(gate.handshake_timeout());
     let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    super::accept_failed(err).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
+    while let Some((tcp, peer)) = super::accept(&listener, shutdown.cancelled()).await {
         let Some(arrival) = gate.arrive(peer.ip()) else {
             continue;
         };

@@ -36,17 +36,7 @@ pub struct Admitted {
 pub fn incoming(listener: TcpListener, gate: Gate) -> ReceiverStream<std::io::Result<Admitted>> {
     let (tx, rx) = mpsc::channel(HANDOFF_QUEUE);
     tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        super::accept_failed(err).await;
-                        continue;
-                    }
-                },
-                () = tx.closed() => break,
-            };
+        while let Some((tcp, peer)) = super::accept(&listener, tx.closed()).await {
             let Some(arrival) = gate.arrive(peer.ip()) else {
                 continue;
             };

@@ -86,9 +86,24 @@ impl Gate {
     }
 }
 
-/// Accept errors such as running out of descriptors: said once and waited
-/// out briefly, since accepting again at once would fail the same way.
-async fn accept_failed(err: std::io::Error) {
-    tracing::warn!(%err, "accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+/// The next connection, or `None` once `stop` completes. Accept errors
+/// such as running out of descriptors are logged and waited out briefly,
+/// since accepting again at once would fail the same way.
+async fn accept(
+    listener: &tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(err) => {
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut stop => return None,
+        }
+    }
 }
