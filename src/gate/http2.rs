@@ -4,7 +4,6 @@
 //! closes. After the preface, HTTP/2 keep-alive pings find silent peers.
 
 use super::Gate;
-
 use super::clients::Slot;
 use std::io::Cursor;
 use std::net::SocketAddr;
