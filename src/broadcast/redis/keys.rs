@@ -30,3 +30,8 @@ pub fn alive(instance: &str) -> String {
 /// Sorted set of replica instances by their last heartbeat (Unix ms): how a
 /// replica learns another has died without looking at every topic.
 pub const INSTANCES: &str = "rtchat:instances";
+
+/// A replica's readiness probe, written every second with a short expiry.
+pub fn probe(client: &str) -> String {
+    format!("rtchat:probe:{client}")
+}

@@ -26,6 +26,9 @@ use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 const PUBLISH_LUA: &str = concat!(include_str!("trim.lua"), include_str!("publish.lua"));
@@ -50,6 +53,50 @@ pub struct RedisBroadcast {
     /// topic, and only joins and leaves take it, never message delivery.
     refs: tokio::sync::Mutex<HashMap<String, usize>>,
     resumed: tokio::sync::watch::Sender<u64>,
+    /// Whether the last probe write succeeded: readiness means a command
+    /// works, not that a socket is open (a Redis out of memory, read-only
+    /// or refusing commands keeps its connections).
+    commands_work: Arc<AtomicBool>,
+    /// Stops the prober with this broadcast.
+    _prober: tokio_util::sync::DropGuard,
+}
+
+/// How often readiness is checked with a real write.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One write with a short life, the kind every publish makes.
+async fn probe(client: &Client) -> bool {
+    let key = keys::probe(client.id());
+    let ttl = Expiration::PX(10_000);
+    let done: Result<(), Error> = client.set(key, 1, Some(ttl), None, false).await;
+    if let Err(err) = &done {
+        tracing::debug!(%err, "Redis probe failed");
+    }
+    done.is_ok()
+}
+
+fn spawn_prober(
+    client: Client,
+    commands_work: Arc<AtomicBool>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            let works = client.is_connected() && probe(&client).await;
+            if commands_work.swap(works, Ordering::Relaxed) != works {
+                if works {
+                    tracing::info!("Redis commands work again");
+                } else {
+                    tracing::warn!("Redis commands fail; not ready until they work");
+                }
+            }
+        }
+    });
 }
 
 fn unavailable(err: Error) -> BroadcastError {
@@ -66,7 +113,10 @@ impl RedisBroadcast {
         let client = builder.build()?;
         builder.with_performance_config(|perf| perf.broadcast_channel_capacity = PUBSUB_CAPACITY);
         let subscriber = builder.build_subscriber_client()?;
-        crate::redis::connect(&[&client, &subscriber]).await;
+        let connected = crate::redis::connect(&[&client, &subscriber]).await;
+        let commands_work = Arc::new(AtomicBool::new(connected && probe(&client).await));
+        let prober = tokio_util::sync::CancellationToken::new();
+        spawn_prober(client.clone(), commands_work.clone(), prober.clone());
 
         let this = Self {
             client,
@@ -76,6 +126,8 @@ impl RedisBroadcast {
             policy,
             refs: tokio::sync::Mutex::new(HashMap::new()),
             resumed: tokio::sync::watch::Sender::new(0),
+            commands_work,
+            _prober: prober.drop_guard(),
         };
         this.spawn_reader(deliver);
         this.spawn_resubscriber();
@@ -220,7 +272,9 @@ impl Broadcast for RedisBroadcast {
     }
 
     fn is_ready(&self) -> bool {
-        self.client.is_connected() && self.subscriber.is_connected()
+        self.client.is_connected()
+            && self.subscriber.is_connected()
+            && self.commands_work.load(Ordering::Relaxed)
     }
 
     fn resumed(&self) -> tokio::sync::watch::Receiver<u64> {
