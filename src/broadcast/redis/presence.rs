@@ -137,6 +137,9 @@ impl RedisPresence {
             .zrangebyscore(keys::INSTANCES, "-inf", stale_before, false, None)
             .await;
         let Ok(stale) = stale else { return };
+        // One that stamps again (it was cut off, not dead) may die later:
+        // it is swept again then.
+        swept.retain(|instance| stale.contains(instance));
         let mut dead = false;
         for instance in stale {
             if instance == self.instance || swept.contains(&instance) {
