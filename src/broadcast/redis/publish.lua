@@ -21,8 +21,7 @@ if last == 0 then
 elseif len then
   len = len + 1
 end
-local cut = trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), len, now - age, oldest, now)
-len = cut or len or redis.call('XLEN', KEYS[1])
+len = trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), len, now - age, oldest, now)
 -- An idle topic's log disappears once its last message is older than the
 -- age limit (and at most half that again): the expiry is pushed back to
 -- 1.5 times the age whenever half the age has passed since it last was.

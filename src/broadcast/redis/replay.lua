@@ -21,6 +21,7 @@ end
 if mode == 'position' then
   return {1, last}
 end
+-- Without a length to keep, trim knows the length only when it cut.
 local cut = trim(KEYS[1], KEYS[2], nil, nil, now - tonumber(ARGV[3]), tonumber(meta[2]), now)
 if cut then
   redis.call('HSET', KEYS[2], 'len', cut)

@@ -22,16 +22,18 @@ end
 
 -- (stream, meta, max length or nil, the stream's length when known,
 -- oldest id to keep, meta's `oldest` or nil when unknown, now).
--- Returns the stream's length when it was cut, else nil.
+-- Returns the stream's length after it: read or given with a max length,
+-- or when the age cut changed it; else nil (unknown, and not changed).
 local function trim(log, meta, max_len, len, keep_from, oldest, now)
-  local trimmed, cut = nil, nil
+  local trimmed = nil
   if max_len then
-    local over = (len or redis.call('XLEN', log)) - max_len
+    len = len or redis.call('XLEN', log)
+    local over = len - max_len
     if over > slack(max_len) then
       local old = redis.call('XRANGE', log, '-', '+', 'COUNT', over)
       trimmed = old[#old][1]
       redis.call('XTRIM', log, 'MAXLEN', max_len)
-      cut = max_len
+      len = max_len
     end
   end
   if keep_from > 0 and (oldest == nil or oldest < keep_from) then
@@ -40,7 +42,7 @@ local function trim(log, meta, max_len, len, keep_from, oldest, now)
     if #old > 0 then
       trimmed = old[1][1]
       redis.call('XTRIM', log, 'MINID', bound)
-      cut = redis.call('XLEN', log)
+      len = redis.call('XLEN', log)
     end
     local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
     -- An empty log's next entry is newer than now.
@@ -50,7 +52,7 @@ local function trim(log, meta, max_len, len, keep_from, oldest, now)
   if trimmed then
     redis.call('HSET', meta, 'trimmed', id_of(trimmed))
   end
-  return cut
+  return len
 end
 
 local function now_micros()
