@@ -119,41 +119,12 @@ async fn the_token_says_who_the_member_is() {
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {good}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    use futures_util::{SinkExt, StreamExt};
-    let welcome = loop {
-        let frame = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
-            break serde_json::from_str::<Value>(&text).unwrap();
-        }
-    };
-    assert_eq!(welcome["user"], "ana");
-    ws.send(tokio_tungstenite::tungstenite::Message::text(
-        json!({"type": "join_room", "room": "r"}).to_string(),
-    ))
-    .await
-    .unwrap();
-    ws.send(tokio_tungstenite::tungstenite::Message::text(
-        json!({"type": "message", "room": "r", "message": "hi"}).to_string(),
-    ))
-    .await
-    .unwrap();
-    let message = loop {
-        let frame = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let text = frame.into_text().unwrap();
-        let value: Value = serde_json::from_str(&text).unwrap();
-        if value["type"] == "message" {
-            break value;
-        }
-    };
+    let mut ana = Client::connect(request).await;
+    assert_eq!(ana.user, "ana");
+    ana.join("r").await;
+    ana.send(json!({"type": "message", "room": "r", "message": "hi"}))
+        .await;
+    let message = ana.recv_type("message").await;
     assert_eq!(
         (message["user"].as_str(), message["name"].as_str()),
         (Some("ana"), Some("Ana"))

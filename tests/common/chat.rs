@@ -21,8 +21,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+    /// Connects to a URL, or a request with headers of its own.
+    pub async fn connect(
+        request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> Self {
+        let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(request))
             .await
             .expect("connect timed out")
             .expect("connect");
