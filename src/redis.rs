@@ -3,6 +3,7 @@
 //! away, and reconnect forever, at start-up too.
 
 use fred::prelude::*;
+use fred::types::{ClusterHash, CustomCommand};
 use std::time::Duration;
 
 /// How long the first connection is waited for at start-up before the
@@ -16,6 +17,17 @@ pub struct RedisSettings {
     /// A command taking longer fails (the caller gets "unavailable")
     /// instead of waiting for Redis to come back.
     pub timeout: Duration,
+    /// Replicas that must hold each write before it is acknowledged
+    /// (`WAIT`); 0 acknowledges once the primary has it.
+    pub wait_replicas: u32,
+}
+
+impl RedisSettings {
+    /// Whether the URL names a Redis Cluster: keys of one topic share a
+    /// slot everywhere, but only a cluster needs sharded pub/sub.
+    pub fn is_cluster(&self) -> bool {
+        Config::from_url(&self.url).is_ok_and(|config| config.server.is_clustered())
+    }
 }
 
 /// How a server shares state, for its start-up log line.
@@ -50,6 +62,35 @@ pub fn builder(redis: &RedisSettings) -> anyhow::Result<Builder> {
         // 100 ms doubling to 2 s, forever: a replica outlives Redis.
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
     Ok(builder)
+}
+
+/// With `--redis-wait-replicas`: waits until that many replicas of the
+/// shard owning `tag`'s slot hold everything `client` wrote there. Sent
+/// as an ordinary (pipelined) command: the `WAIT`s of concurrent writers
+/// queue behind each other in Redis, and each after the first finds the
+/// replicas mostly caught up. The error says how many acknowledged.
+pub async fn wait_for_replicas(
+    client: &Client,
+    redis: &RedisSettings,
+    tag: &str,
+) -> Result<(), String> {
+    if redis.wait_replicas == 0 {
+        return Ok(());
+    }
+    let slot = fred::util::redis_keyslot(tag.as_bytes());
+    let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false);
+    let timeout_ms = (redis.timeout / 2).as_millis() as i64;
+    let wanted = i64::from(redis.wait_replicas);
+    let acked: i64 = client
+        .custom(wait, vec![wanted, timeout_ms])
+        .await
+        .map_err(|err| err.to_string())?;
+    if acked < wanted {
+        return Err(format!(
+            "{acked} of {wanted} Redis replicas acknowledged the write in time"
+        ));
+    }
+    Ok(())
 }
 
 /// Starts connecting and waits up to [`STARTUP_WAIT`]; false if Redis was

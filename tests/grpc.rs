@@ -257,7 +257,7 @@ async fn bearer_token_guards_the_service(with_redis: bool) {
     std::fs::write(&dir, "s3cret-do-not-log\n").unwrap();
     let server = Process::grpc_server(
         "grpc-1",
-        redis.as_ref(),
+        redis.as_ref().map(|r| r as &dyn RedisUrl),
         &["--auth-token-file", dir.to_str().unwrap()],
     );
     let addr = server.grpc_url();
@@ -278,7 +278,8 @@ async fn bearer_token_guards_the_service(with_redis: bool) {
 
 async fn sigterm_ends_streams_and_exits_cleanly(with_redis: bool) {
     let redis = with_redis.then(Redis::start);
-    let mut server = Process::grpc_server("grpc-1", redis.as_ref(), &[]);
+    let mut server =
+        Process::grpc_server("grpc-1", redis.as_ref().map(|r| r as &dyn RedisUrl), &[]);
     let mut c = client(&server).await;
     let mut updates = c.subscribe_to_updates(Empty {}).await.unwrap().into_inner();
     c.create_user(create("Zed", "zed@example.com"))

@@ -1,18 +1,23 @@
 //! Three ws-server replicas sharing one private Redis, as users spread over
-//! them by a load balancer would see them.
+//! them by a load balancer would see them; the scenarios that do not
+//! restart Redis run on a Redis Cluster too.
 
+#[macro_use]
 mod common;
 
 use common::*;
 
 struct Cluster {
-    redis: Redis,
+    redis: Shared,
     replicas: Vec<Process>,
 }
 
 impl Cluster {
     fn start(n: usize) -> Self {
-        let redis = Redis::start();
+        Self::on(Shared::One(Redis::start()), n)
+    }
+
+    fn on(redis: Shared, n: usize) -> Self {
         let replicas = (1..=n)
             .map(|i| Process::ws_server(&format!("server-{i}"), Some(&redis), &[]))
             .collect();
@@ -24,9 +29,8 @@ impl Cluster {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_reaches_every_replica_exactly_once() {
-    let cluster = Cluster::start(3);
+async fn a_message_reaches_every_replica_exactly_once(redis: Shared) {
+    let cluster = Cluster::on(redis, 3);
     let mut members = Vec::new();
     for i in 0..6 {
         let mut c = Client::connect(&cluster.url(i % 3)).await;
@@ -49,9 +53,8 @@ async fn a_message_reaches_every_replica_exactly_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rooms_are_isolated_across_replicas() {
-    let cluster = Cluster::start(3);
+async fn rooms_are_isolated_across_replicas(redis: Shared) {
+    let cluster = Cluster::on(redis, 3);
     let mut red = Client::connect(&cluster.url(0)).await;
     red.join("red").await;
     let mut blue = Client::connect(&cluster.url(1)).await;
@@ -65,9 +68,8 @@ async fn rooms_are_isolated_across_replicas() {
     assert_eq!(blue.texts_until("end").await, vec!["for blue"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_increase_strictly_across_replicas() {
-    let cluster = Cluster::start(3);
+async fn ids_increase_strictly_across_replicas(redis: Shared) {
+    let cluster = Cluster::on(redis, 3);
     let mut observer = Client::connect(&cluster.url(1)).await;
     observer.join("seq").await;
     let mut senders = Vec::new();
@@ -97,9 +99,8 @@ async fn ids_increase_strictly_across_replicas() {
     assert_eq!(texts, (0..30).map(|n| format!("m{n}")).collect::<Vec<_>>());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconnecting_elsewhere_with_since_misses_nothing() {
-    let cluster = Cluster::start(3);
+async fn reconnecting_elsewhere_with_since_misses_nothing(redis: Shared) {
+    let cluster = Cluster::on(redis, 3);
     let mut member = Client::connect(&cluster.url(0)).await;
     member.join("r").await;
     let mut sender = Client::connect(&cluster.url(1)).await;
@@ -133,9 +134,8 @@ async fn reconnecting_elsewhere_with_since_misses_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_replica_loses_nothing_for_clients_that_resume() {
-    let mut cluster = Cluster::start(3);
+async fn a_killed_replica_loses_nothing_for_clients_that_resume(redis: Shared) {
+    let mut cluster = Cluster::on(redis, 3);
     let mut member = Client::connect(&cluster.url(1)).await;
     member.join("r").await;
     let mut sender = Client::connect(&cluster.url(0)).await;
@@ -158,6 +158,14 @@ async fn a_killed_replica_loses_nothing_for_clients_that_resume() {
     assert_eq!(back.texts_until("after").await, sent);
 }
 
+on_one_redis_and_a_cluster!(
+    a_message_reaches_every_replica_exactly_once,
+    rooms_are_isolated_across_replicas,
+    ids_increase_strictly_across_replicas,
+    reconnecting_elsewhere_with_since_misses_nothing,
+    a_killed_replica_loses_nothing_for_clients_that_resume,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_is_survived() {
     let mut cluster = Cluster::start(2);
@@ -169,7 +177,7 @@ async fn redis_restart_is_survived() {
 
     let ready = |i: usize| cluster.replicas[i].http_url("/readyz");
     let (ready0, ready1) = (ready(0), ready(1));
-    cluster.redis.stop();
+    cluster.redis.one().stop();
     for url in [&ready0, &ready1] {
         wait_for("/readyz to report 503", DEADLINE, async || {
             (http_get(url).await.0 == 503).then_some(())
@@ -190,7 +198,7 @@ async fn redis_restart_is_survived() {
         (Some("unavailable"), Some("x"))
     );
 
-    cluster.redis.restart();
+    cluster.redis.one().restart();
     for url in [&ready0, &ready1] {
         wait_for("/readyz to report 200", DEADLINE, async || {
             (http_get(url).await.0 == 200).then_some(())
@@ -257,7 +265,7 @@ async fn a_member_of_an_empty_room_resumes_on_another_replica() {
         .unwrap()
         .to_owned();
     drop(member);
-    cluster.redis.restart();
+    cluster.redis.one().restart();
     for i in 0..3 {
         let ready = cluster.replicas[i].http_url("/readyz");
         wait_for("/readyz after the restart", DEADLINE, async || {

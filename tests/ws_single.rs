@@ -235,7 +235,8 @@ async fn health_ready_metrics_and_page(with_redis: bool) {
 async fn sigterm_closes_clients_with_1001(with_redis: bool) {
     // A real process: the signal is what is tested.
     let redis = with_redis.then(Redis::start);
-    let mut server = Process::ws_server("server-1", redis.as_ref(), &[]);
+    let mut server =
+        Process::ws_server("server-1", redis.as_ref().map(|r| r as &dyn RedisUrl), &[]);
     let mut a = Client::connect(&server.ws_url()).await;
     let mut b = Client::connect(&server.ws_url()).await;
     a.join("r").await;

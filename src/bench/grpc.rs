@@ -152,7 +152,7 @@ pub async fn run(args: GrpcBenchArgs) -> anyhow::Result<()> {
 
     let workers_total = (args.connections * args.streams) as u64;
     let per_worker = args.count.map(|n| n.div_ceil(workers_total));
-    let meter = Meter::start(&args.pids, None);
+    let meter = Meter::start(&args.pids, &[]);
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut tasks = Vec::new();

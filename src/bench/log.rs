@@ -22,9 +22,10 @@ pub struct LogBenchArgs {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
 
-    /// Its process id, for its CPU time.
-    #[arg(long)]
-    pub redis_pid: Option<u32>,
+    /// The Redis server's process id, for its CPU time per message; on a
+    /// cluster, every primary's (comma-separated), summed.
+    #[arg(long, value_delimiter = ',')]
+    pub redis_pid: Vec<u32>,
 
     /// Rooms the messages are spread over, round-robin.
     #[arg(long, default_value_t = 10_000)]
@@ -44,6 +45,10 @@ pub struct LogBenchArgs {
 
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+
+    /// Replicas each publish waits for, as the servers' `--redis-wait-replicas`.
+    #[arg(long, default_value_t = 0)]
+    pub wait_replicas: u32,
 
     /// Print the report as one JSON object.
     #[arg(long)]
@@ -68,6 +73,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     let settings = RedisSettings {
         url: args.redis_url.clone(),
         timeout: Duration::from_secs(5),
+        wait_replicas: args.wait_replicas,
     };
     let policy = HistoryPolicy {
         max_len: 1000,
@@ -95,7 +101,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     let publisher = broadcast::connect(Some(&settings), policy, Arc::new(|_| {})).await?;
     let payload = bytes::Bytes::from(vec![b'x'; args.size]);
 
-    let meter = Meter::start(&[], args.redis_pid);
+    let meter = Meter::start(&[], &args.redis_pid);
     let started = Instant::now();
     let deadline = started + args.duration;
     let next = Arc::new(AtomicU64::new(0));

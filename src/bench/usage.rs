@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Readings taken when the measured interval starts.
 pub struct Meter {
     pids: Vec<u32>,
-    redis: Option<u32>,
+    redis: Vec<u32>,
     server_cpu: Option<Duration>,
     redis_cpu: Option<Duration>,
     bench_cpu: Option<Duration>,
@@ -21,18 +21,19 @@ pub struct Meter {
 pub struct Usage {
     pub server_cpu_s: Option<f64>,
     pub server_rss_kib: Option<u64>,
-    /// The Redis the servers share, when its process was given.
+    /// The Redis the servers share (every shard's process summed), when
+    /// its processes were given.
     pub redis_cpu_s: Option<f64>,
     pub bench_cpu_s: Option<f64>,
 }
 
 impl Meter {
-    pub fn start(pids: &[u32], redis: Option<u32>) -> Self {
+    pub fn start(pids: &[u32], redis: &[u32]) -> Self {
         Self {
             pids: pids.to_vec(),
-            redis,
+            redis: redis.to_vec(),
             server_cpu: process::total_cpu(pids),
-            redis_cpu: redis.and_then(process::cpu_time),
+            redis_cpu: cpu_of(redis),
             bench_cpu: process::cpu_time(std::process::id()),
         }
     }
@@ -44,9 +45,19 @@ impl Meter {
         Usage {
             server_cpu_s: since(self.server_cpu, process::total_cpu(&self.pids)),
             server_rss_kib: process::total_rss_kib(&self.pids),
-            redis_cpu_s: since(self.redis_cpu, self.redis.and_then(process::cpu_time)),
+            redis_cpu_s: since(self.redis_cpu, cpu_of(&self.redis)),
             bench_cpu_s: since(self.bench_cpu, process::cpu_time(std::process::id())),
         }
+    }
+}
+
+/// CPU time of the given processes together; `None` without any, or when
+/// one cannot be read.
+fn cpu_of(pids: &[u32]) -> Option<Duration> {
+    if pids.is_empty() {
+        None
+    } else {
+        process::total_cpu(pids)
     }
 }
 

@@ -64,6 +64,13 @@ pub struct RedisArgs {
     /// an "unavailable" error instead of waiting for Redis to come back).
     #[arg(long, env = "REDIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub redis_timeout: Duration,
+
+    /// Acknowledge a message (and a user change) only once this many Redis
+    /// replicas hold it too (Redis `WAIT`), so a failover that promotes a
+    /// replica cannot lose it. 0 (the default) acknowledges once the
+    /// primary has it; see the README for what each promises and costs.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
 }
 
 impl RedisArgs {
@@ -74,6 +81,7 @@ impl RedisArgs {
             .map(|url| crate::redis::RedisSettings {
                 url: url.clone(),
                 timeout: self.redis_timeout,
+                wait_replicas: self.redis_wait_replicas,
             })
     }
 }

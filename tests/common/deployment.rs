@@ -2,13 +2,14 @@
 //! addresses, found by nginx through a DNS stand-in, as under compose.
 
 use super::{
-    Client, DEADLINE, Nginx, Process, Redis, deploy_nginx_config, dns, free_port_on, wait_for,
+    Client, DEADLINE, Nginx, Process, Redis, RedisUrl, Shared, deploy_nginx_config, dns,
+    free_port_on, wait_for,
 };
 
 /// Three ws-server replicas behind the repository's nginx config, found
 /// through a DNS stand-in as in compose, and a private Redis.
 pub struct ChatDeployment {
-    pub redis: Redis,
+    pub redis: Shared,
     pub dns: dns::Dns,
     pub ws_port: u16,
     pub replicas: Vec<Process>,
@@ -40,7 +41,11 @@ impl ChatDeployment {
 
     /// Behind the given nginx config, with `extra` flags on every replica.
     pub fn start_behind(front: Front, extra: &[&str]) -> Self {
-        let redis = Redis::start();
+        Self::start_on(Shared::One(Redis::start()), front, extra)
+    }
+
+    /// The same on the given Redis topology.
+    pub fn start_on(redis: Shared, front: Front, extra: &[&str]) -> Self {
         let ws_port = free_port_on(&CHAT_IPS);
         let replicas = (0..3)
             .map(|i| chat_replica(&redis, i, ws_port, extra))
@@ -82,7 +87,7 @@ impl ChatDeployment {
 }
 
 /// Replica `i` (server-<i+1>) on its stand-in address.
-pub fn chat_replica(redis: &Redis, i: usize, port: u16, extra: &[&str]) -> Process {
+pub fn chat_replica(redis: &dyn RedisUrl, i: usize, port: u16, extra: &[&str]) -> Process {
     let listen = format!("{}:{port}", CHAT_IPS[i]);
     let mut args = vec!["--listen", &listen];
     args.extend(extra);

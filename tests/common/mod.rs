@@ -20,6 +20,8 @@ pub mod process;
 pub mod python;
 pub mod redis;
 pub mod socketio;
+#[macro_use]
+pub mod topology;
 
 #[allow(unused_imports)]
 pub use browser::*;
@@ -41,6 +43,8 @@ pub use python::*;
 pub use redis::*;
 #[allow(unused_imports)]
 pub use socketio::*;
+#[allow(unused_imports)]
+pub use topology::*;
 
 /// Runs each scenario `fn(with_redis: bool)` twice, as `standalone::name`
 /// (no Redis anywhere) and `with_redis::name` (a private Redis).

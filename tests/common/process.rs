@@ -1,6 +1,6 @@
 //! `rtchat` servers and the gRPC client as real processes.
 
-use super::{DEADLINE, Endpoint, Redis, wait_for};
+use super::{DEADLINE, Endpoint, RedisUrl, wait_for};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -74,9 +74,9 @@ impl Process {
     }
 
     /// `rtchat <subcommand> --id <id>`, on `redis` when given.
-    fn server(subcommand: &str, id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
+    fn server(subcommand: &str, id: &str, redis: Option<&dyn RedisUrl>, extra: &[&str]) -> Self {
         let mut args = vec![subcommand, "--id", id];
-        let url = redis.map(Redis::url);
+        let url = redis.map(RedisUrl::url);
         if let Some(url) = &url {
             args.extend(["--redis-url", url]);
         }
@@ -84,7 +84,7 @@ impl Process {
         Self::spawn_server(&args)
     }
 
-    pub fn ws_server(id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
+    pub fn ws_server(id: &str, redis: Option<&dyn RedisUrl>, extra: &[&str]) -> Self {
         Self::server("ws-server", id, redis, extra)
     }
 
@@ -135,7 +135,7 @@ impl Drop for Process {
 }
 
 impl Process {
-    pub fn grpc_server(id: &str, redis: Option<&Redis>, extra: &[&str]) -> Self {
+    pub fn grpc_server(id: &str, redis: Option<&dyn RedisUrl>, extra: &[&str]) -> Self {
         Self::server("grpc-server", id, redis, extra)
     }
 }

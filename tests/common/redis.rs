@@ -12,10 +12,32 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: std::path::PathBuf,
+    /// More `--option value` arguments, or with `sentinel` lines of its
+    /// configuration file.
+    extra: Vec<String>,
+    sentinel: bool,
 }
 
 impl Redis {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With more command-line options (`["--cluster-enabled", "yes"]`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch(extra, false)
+    }
+
+    /// A Sentinel whose configuration file holds these lines.
+    pub fn start_sentinel(lines: &[&str]) -> Self {
+        Self::launch(lines, true)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    fn launch(extra: &[&str], sentinel: bool) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "rtchat-redis-{}-{}",
             std::process::id(),
@@ -26,6 +48,8 @@ impl Redis {
             port: 0,
             child: None,
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            sentinel,
         };
         for _ in 0..5 {
             redis.port = free_port();
@@ -40,8 +64,21 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn try_launch(&mut self) -> bool {
-        let child = Command::new("redis-server")
+    fn command(&self) -> Command {
+        let mut command = Command::new("redis-server");
+        if self.sentinel {
+            // Sentinel rewrites its file, so each gets its own.
+            let conf = self.dir.join("sentinel.conf");
+            let mut text = format!("port {}\nbind 127.0.0.1\n", self.port);
+            for line in &self.extra {
+                text.push_str(line);
+                text.push('\n');
+            }
+            std::fs::write(&conf, text).unwrap();
+            command.arg(conf).arg("--sentinel");
+            return command;
+        }
+        command
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -54,6 +91,13 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra);
+        command
+    }
+
+    fn try_launch(&mut self) -> bool {
+        let child = self
+            .command()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -92,19 +136,29 @@ impl Redis {
 
     /// Runs one command through `redis-cli`; its reply.
     pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    /// The same, `None` when the server does not answer.
+    pub fn try_cli(&self, args: &[&str]) -> Option<String> {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
             .expect("redis-cli comes with redis-server");
-        assert!(out.status.success(), "redis-cli {args:?} failed");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
     }
 
     /// Cuts every pub/sub connection: Redis keeps its data, but what is
     /// published until a subscriber reconnects never reaches it live.
     pub fn kill_subscribers(&self) {
         self.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills Redis (SIGKILL: its memory, and so all history, is gone).

@@ -54,7 +54,7 @@ pub(super) async fn run(args: &WsBenchArgs) -> anyhow::Result<FanoutReport> {
     }
 
     let rooms: Arc<Vec<String>> = Arc::new((0..args.rooms).map(|k| args.room_name(k)).collect());
-    let meter = Meter::start(&args.pids, args.redis_pid);
+    let meter = Meter::start(&args.pids, &args.redis_pid);
     let started = Instant::now();
     let seq = Arc::new(AtomicU64::new(0));
     let deadline = started + args.duration;

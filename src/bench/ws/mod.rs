@@ -67,9 +67,10 @@ pub struct WsBenchArgs {
     #[arg(long, default_value_t = 1)]
     pub rooms: usize,
 
-    /// The Redis server's process id, for its CPU time per message.
-    #[arg(long)]
-    pub redis_pid: Option<u32>,
+    /// The Redis server's process id, for its CPU time per message; on a
+    /// cluster, every primary's (comma-separated), summed.
+    #[arg(long, value_delimiter = ',')]
+    pub redis_pid: Vec<u32>,
 
     /// Message text size in bytes (at least the 40 bytes of bookkeeping).
     #[arg(long, default_value_t = 64)]

@@ -1,28 +1,40 @@
 //! Every Redis key and channel name the broadcast uses, in one place, so
 //! the Lua scripts' KEYS and the Rust side cannot drift apart.
+//!
+//! On Redis Cluster a script may only touch keys of one hash slot, and a
+//! sharded channel lives on the shard of its slot. So every key and the
+//! channel of one topic carry the topic as their hash tag (`{topic}`):
+//! a topic's log, meta hash, presence and channel share a slot, and topics
+//! spread over all shards. Topics never contain braces (room names are
+//! validated), so the tag is always the whole topic.
 
 /// Pub/sub channel of a topic.
 pub fn channel(topic: &str) -> String {
-    format!("{CHANNEL_PREFIX}{topic}")
+    format!("{CHANNEL_PREFIX}{topic}}}")
 }
 
-pub const CHANNEL_PREFIX: &str = "rtchat:chan:";
+/// The topic a channel belongs to; `None` for a channel not ours.
+pub fn topic_of(channel: &str) -> Option<&str> {
+    channel.strip_prefix(CHANNEL_PREFIX)?.strip_suffix('}')
+}
+
+const CHANNEL_PREFIX: &str = "rtchat:chan:{";
 
 /// The log scripts' KEYS: the stream, then its meta hash (`start`, `last`,
 /// `trimmed`, `oldest`, `len`, `renewed`).
 pub fn log(topic: &str) -> Vec<String> {
     vec![
-        format!("rtchat:log:{topic}"),
-        format!("rtchat:meta:{topic}"),
+        format!("rtchat:log:{{{topic}}}"),
+        format!("rtchat:meta:{{{topic}}}"),
     ]
 }
 
 /// Hash of a topic's present members.
 pub fn presence(topic: &str) -> String {
-    format!("rtchat:presence:{topic}")
+    format!("rtchat:presence:{{{topic}}}")
 }
 
-/// Heartbeat key of one replica instance (presence.lua builds the same name).
+/// Heartbeat key of one replica instance.
 pub fn alive(instance: &str) -> String {
     format!("rtchat:alive:{instance}")
 }
@@ -31,7 +43,25 @@ pub fn alive(instance: &str) -> String {
 /// replica learns another has died without looking at every topic.
 pub const INSTANCES: &str = "rtchat:instances";
 
-/// A replica's readiness probe, written every second with a short expiry.
-pub fn probe(client: &str) -> String {
-    format!("rtchat:probe:{client}")
+/// A readiness probe key; `tag` picks its slot (and so its shard).
+pub fn probe(client: &str, tag: usize) -> String {
+    format!("rtchat:probe:{{{client}:{tag}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fred::util::redis_keyslot;
+
+    #[test]
+    fn a_topic_and_its_channel_share_one_slot() {
+        let topic = "room:general";
+        let slot = redis_keyslot(channel(topic).as_bytes());
+        for key in log(topic).into_iter().chain([presence(topic)]) {
+            assert_eq!(redis_keyslot(key.as_bytes()), slot, "{key}");
+        }
+        assert_eq!(slot, redis_keyslot(topic.as_bytes()));
+        assert_eq!(topic_of(&channel(topic)), Some(topic));
+        assert_eq!(topic_of("other:channel"), None);
+    }
 }

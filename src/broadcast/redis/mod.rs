@@ -25,6 +25,7 @@ use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use fred::util::redis_keyslot;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,11 @@ pub struct RedisBroadcast {
     publish: Script,
     replay: Script,
     policy: HistoryPolicy,
+    /// Redis Cluster: SPUBLISH / SSUBSCRIBE, so each room's traffic stays
+    /// on the shard that owns it instead of crossing every node.
+    sharded: bool,
+    /// For `--redis-wait-replicas`.
+    settings: RedisSettings,
     /// Local subscriber counts per topic. An async mutex held across the
     /// SUBSCRIBE round trip: it orders subscribe and unsubscribe of the same
     /// topic, and only joins and leaves take it, never message delivery.
@@ -64,15 +70,38 @@ pub struct RedisBroadcast {
 /// How often readiness is checked with a real write.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// One write with a short life, the kind every publish makes.
+/// One write with a short life, the kind every publish makes, to every
+/// shard: on a cluster each primary gets its own probe key, since one
+/// shard down fails every room it owns.
 async fn probe(client: &Client) -> bool {
-    let key = keys::probe(client.id());
     let ttl = Expiration::PX(10_000);
-    let done: Result<(), Error> = client.set(key, 1, Some(ttl), None, false).await;
+    let writes = probe_tags(client).into_iter().map(|tag| {
+        let key = keys::probe(client.id(), tag);
+        client.set::<(), _, _>(key, 1, Some(ttl.clone()), None, false)
+    });
+    let done = futures_util::future::try_join_all(writes).await;
     if let Err(err) = &done {
         tracing::debug!(%err, "Redis probe failed");
     }
     done.is_ok()
+}
+
+/// One probe tag per primary whose key hashes into a slot it owns, as the
+/// client sees the cluster now; just 0 for a single Redis.
+fn probe_tags(client: &Client) -> Vec<usize> {
+    let Some(state) = client.cached_cluster_state() else {
+        return vec![0];
+    };
+    let slot_of = |tag| redis_keyslot(keys::probe(client.id(), tag).as_bytes());
+    state
+        .unique_primary_nodes()
+        .iter()
+        .filter_map(|primary| {
+            // A primary owns about a third of the slots of three: the
+            // first few tags find one of its slots.
+            (0..10_000).find(|&tag| state.get_server(slot_of(tag)) == Some(primary))
+        })
+        .collect()
 }
 
 fn spawn_prober(
@@ -124,6 +153,8 @@ impl RedisBroadcast {
             publish: Script::from_lua(PUBLISH_LUA),
             replay: Script::from_lua(REPLAY_LUA),
             policy,
+            sharded: redis.is_cluster(),
+            settings: redis.clone(),
             refs: tokio::sync::Mutex::new(HashMap::new()),
             resumed: tokio::sync::watch::Sender::new(0),
             commands_work,
@@ -189,6 +220,11 @@ impl RedisBroadcast {
         });
     }
 
+    /// What the scripts publish with.
+    pub(super) fn publish_command(&self) -> &'static str {
+        if self.sharded { "SPUBLISH" } else { "PUBLISH" }
+    }
+
     /// The history bounds as the log scripts take them.
     fn max_len(&self) -> Value {
         Value::Integer(self.policy.max_len as i64)
@@ -212,21 +248,29 @@ impl Broadcast for RedisBroadcast {
                     Value::Bytes(payload),
                     self.max_len(),
                     self.max_age_micros(),
+                    Value::from(self.publish_command()),
                 ],
             )
             .await
             .map_err(unavailable)?;
-        wire::parse_id(&id)
+        let id = wire::parse_id(&id)?;
+        crate::redis::wait_for_replicas(&self.client, &self.settings, topic)
+            .await
+            .map_err(BroadcastError::Unavailable)?;
+        Ok(id)
     }
 
     async fn subscribe(&self, topic: &str) -> Result<(), BroadcastError> {
         let mut refs = self.refs.lock().await;
         let count = refs.get(topic).copied().unwrap_or(0);
         if count == 0 {
-            self.subscriber
-                .subscribe(keys::channel(topic))
-                .await
-                .map_err(unavailable)?;
+            let channel = keys::channel(topic);
+            let subscribed = if self.sharded {
+                self.subscriber.ssubscribe(channel).await
+            } else {
+                self.subscriber.subscribe(channel).await
+            };
+            subscribed.map_err(unavailable)?;
         }
         refs.insert(topic.to_owned(), count + 1);
         Ok(())
@@ -238,7 +282,13 @@ impl Broadcast for RedisBroadcast {
             Some(count) if *count > 1 => *count -= 1,
             Some(_) => {
                 refs.remove(topic);
-                if let Err(err) = self.subscriber.unsubscribe(keys::channel(topic)).await {
+                let channel = keys::channel(topic);
+                let unsubscribed = if self.sharded {
+                    self.subscriber.sunsubscribe(channel).await
+                } else {
+                    self.subscriber.unsubscribe(channel).await
+                };
+                if let Err(err) = unsubscribed {
                     // Harmless: stray deliveries for a topic without local
                     // members are dropped by the caller.
                     tracing::debug!(%err, topic, "unsubscribe failed");

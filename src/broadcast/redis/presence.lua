@@ -1,43 +1,42 @@
 -- Presence of a topic: a hash of member -> "<instance>\n<info>", where
--- <instance> is the replica that holds the member and keeps the key
--- rtchat:alive:<instance> alive while it runs. Joins and leaves are
--- published on the topic's channel as "+ <info>" and "- <info>".
--- KEYS[1] presence hash; ARGV[1] op, ARGV[2] channel, then per op:
---   add:    member, instance, info, alive ttl (ms)
+-- <instance> is the replica that holds the member and keeps its heartbeat
+-- key alive while it runs. Joins and leaves are published on the topic's
+-- channel as "+ <info>" and "- <info>".
+-- Only the topic's own keys are touched (the hash and the channel share a
+-- slot on a cluster): whether an instance is alive is decided by the
+-- caller, which reads the heartbeat keys on their own shards.
+-- KEYS[1] presence hash; ARGV[1] op, ARGV[2] channel, ARGV[3] PUBLISH or
+-- SPUBLISH, then per op:
+--   add:    member, instance, info
 --   remove: member
---   list:   (none) -> infos of members whose replica is alive; the others
---           are removed and announced as left.
-local op, channel = ARGV[1], ARGV[2]
-local function info_of(value)
-  return string.sub(value, string.find(value, '\n', 1, true) + 1)
+--   drop:   dead instances: their members are removed and announced as left
+local op, channel, publish = ARGV[1], ARGV[2], ARGV[3]
+local function split(value)
+  local nl = string.find(value, '\n', 1, true)
+  return string.sub(value, 1, nl - 1), string.sub(value, nl + 1)
 end
 if op == 'add' then
-  -- The holder's heartbeat is set here too, so a member is never listed as
-  -- dead in the moment before its replica's first heartbeat.
-  redis.call('SET', 'rtchat:alive:' .. ARGV[4], '1', 'PX', ARGV[6])
-  local new = redis.call('HSET', KEYS[1], ARGV[3], ARGV[4] .. '\n' .. ARGV[5])
-  if new == 1 then redis.call('PUBLISH', channel, '+ ' .. ARGV[5]) end
+  local new = redis.call('HSET', KEYS[1], ARGV[4], ARGV[5] .. '\n' .. ARGV[6])
+  if new == 1 then redis.call(publish, channel, '+ ' .. ARGV[6]) end
   return new
 elseif op == 'remove' then
-  local value = redis.call('HGET', KEYS[1], ARGV[3])
+  local value = redis.call('HGET', KEYS[1], ARGV[4])
   if not value then return 0 end
-  redis.call('HDEL', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', channel, '- ' .. info_of(value))
+  redis.call('HDEL', KEYS[1], ARGV[4])
+  local _, info = split(value)
+  redis.call(publish, channel, '- ' .. info)
   return 1
 end
-local out, alive = {}, {}
+local dead = {}
+for i = 4, #ARGV do dead[ARGV[i]] = true end
 local all = redis.call('HGETALL', KEYS[1])
+local dropped = 0
 for i = 1, #all, 2 do
-  local value = all[i + 1]
-  local instance = string.sub(value, 1, string.find(value, '\n', 1, true) - 1)
-  if alive[instance] == nil then
-    alive[instance] = redis.call('EXISTS', 'rtchat:alive:' .. instance) == 1
-  end
-  if alive[instance] then
-    out[#out + 1] = info_of(value)
-  else
+  local instance, info = split(all[i + 1])
+  if dead[instance] then
     redis.call('HDEL', KEYS[1], all[i])
-    redis.call('PUBLISH', channel, '- ' .. info_of(value))
+    redis.call(publish, channel, '- ' .. info)
+    dropped = dropped + 1
   end
 end
-return out
+return dropped

@@ -3,6 +3,10 @@
 //! entries of an instance whose heartbeat expired are dropped (and
 //! announced as left) by whichever replica lists or sweeps the topic next.
 //!
+//! Each topic's script touches only that topic's hash and channel, so it
+//! runs on a cluster; heartbeat keys live on their own shards and are read
+//! by the Rust side (a live instance is remembered for [`ALIVE_CACHE`]).
+//!
 //! Only a server with members starts this ([`RedisPresence::start`]); the
 //! log alone ([`super::RedisBroadcast`]) writes no heartbeats.
 //!
@@ -21,9 +25,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PRESENCE_LUA: &str = include_str!("presence.lua");
 
@@ -37,6 +42,10 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 pub const PRESENCE_SWEEP: Duration = Duration::from_secs(2);
 /// Instances stamped longer ago than this are forgotten from the set.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
+/// How long an instance found alive is believed alive without asking
+/// Redis again: far below [`PRESENCE_TTL`], which a death takes anyway to
+/// show.
+const ALIVE_CACHE: Duration = Duration::from_secs(1);
 
 pub struct RedisPresence {
     client: Client,
@@ -47,6 +56,13 @@ pub struct RedisPresence {
     /// This replica's own presence entries (topic to member to info), to
     /// put back after Redis lost them.
     local: PresenceMap,
+    /// PUBLISH, or SPUBLISH on a cluster.
+    publish: &'static str,
+    /// Instances found alive, and when.
+    alive: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Whether this instance's heartbeat key was written once: its first
+    /// member must not be seen by others before it.
+    beating: AtomicBool,
 }
 
 impl RedisPresence {
@@ -62,6 +78,9 @@ impl RedisPresence {
                 .take(12)
                 .collect(),
             local: PresenceMap::default(),
+            publish: log.publish_command(),
+            alive: std::sync::Mutex::default(),
+            beating: AtomicBool::new(false),
         });
         this.spawn_keeper(log.resumed.subscribe());
         this
@@ -124,6 +143,7 @@ impl RedisPresence {
         if let Err(err) = &result {
             tracing::debug!(%err, "presence heartbeat failed");
         }
+        self.beating.fetch_or(result.is_ok(), Ordering::Relaxed);
         result.is_ok()
     }
 
@@ -182,18 +202,50 @@ impl RedisPresence {
         member: &str,
         info: Option<Bytes>,
     ) -> Result<Value, BroadcastError> {
-        let mut args: Vec<Value> = vec![op.into(), keys::channel(topic).into(), member.into()];
+        let mut args = vec![Value::from(member)];
         if let Some(info) = info {
-            args.extend([
-                self.instance.as_str().into(),
-                Value::Bytes(info),
-                (PRESENCE_TTL.as_millis() as i64).into(),
-            ]);
+            args.extend([self.instance.as_str().into(), Value::Bytes(info)]);
         }
+        self.run(topic, op, args).await
+    }
+
+    async fn run(&self, topic: &str, op: &str, args: Vec<Value>) -> Result<Value, BroadcastError> {
+        let mut all: Vec<Value> = vec![op.into(), keys::channel(topic).into(), self.publish.into()];
+        all.extend(args);
         self.script
-            .evalsha_with_reload(&self.client, vec![keys::presence(topic)], args)
+            .evalsha_with_reload(&self.client, vec![keys::presence(topic)], all)
             .await
             .map_err(unavailable)
+    }
+
+    /// Which of these other instances are dead: their heartbeat key is gone.
+    /// One that cannot be checked counts as alive.
+    async fn dead_among(&self, instances: HashSet<&str>) -> Vec<String> {
+        let now = Instant::now();
+        let unknown: Vec<&str> = {
+            let alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
+            instances
+                .into_iter()
+                .filter(|i| *i != self.instance)
+                .filter(|i| alive.get(*i).is_none_or(|at| now - *at > ALIVE_CACHE))
+                .collect()
+        };
+        let checks = unknown.iter().map(|instance| async move {
+            let exists: Result<bool, Error> = self.client.exists(keys::alive(instance)).await;
+            (*instance, exists.unwrap_or(true))
+        });
+        let checked = futures_util::future::join_all(checks).await;
+        let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
+        alive.retain(|_, at| now - *at <= PRESENCE_TTL);
+        let mut dead = Vec::new();
+        for (instance, exists) in checked {
+            if exists {
+                alive.insert(instance.to_owned(), now);
+            } else {
+                dead.push(instance.to_owned());
+            }
+        }
+        dead
     }
 }
 
@@ -206,6 +258,9 @@ impl Presence for RedisPresence {
         info: Bytes,
     ) -> Result<(), BroadcastError> {
         self.local.add(topic, member, info.clone());
+        if !self.beating.load(Ordering::Relaxed) {
+            self.heartbeat().await;
+        }
         self.op(topic, "add", member, Some(info)).await.map(drop)
     }
 
@@ -215,17 +270,32 @@ impl Presence for RedisPresence {
     }
 
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {
-        let infos: Vec<Value> = self
-            .script
-            .evalsha_with_reload(
-                &self.client,
-                vec![keys::presence(topic)],
-                vec!["list", &keys::channel(topic)],
-            )
+        let values: Vec<Bytes> = self
+            .client
+            .hvals(keys::presence(topic))
             .await
             .map_err(unavailable)?;
-        Ok(infos.into_iter().filter_map(Value::into_bytes).collect())
+        let entries: Vec<(&str, Bytes)> = values.iter().filter_map(split_entry).collect();
+        let dead = self
+            .dead_among(entries.iter().map(|(instance, _)| *instance).collect())
+            .await;
+        if !dead.is_empty() {
+            let args = dead.iter().map(|d| Value::from(d.as_str())).collect();
+            self.run(topic, "drop", args).await?;
+        }
+        Ok(entries
+            .into_iter()
+            .filter(|(instance, _)| !dead.iter().any(|d| d == instance))
+            .map(|(_, info)| info)
+            .collect())
     }
+}
+
+/// A presence hash value, `<instance>\n<info>`.
+fn split_entry(value: &Bytes) -> Option<(&str, Bytes)> {
+    let nl = value.iter().position(|&b| b == b'\n')?;
+    let instance = std::str::from_utf8(&value[..nl]).ok()?;
+    Some((instance, value.slice(nl + 1..)))
 }
 
 /// Unix time in ms, `ago` ms in the past. Replicas' clocks only preselect

@@ -1,7 +1,8 @@
 -- Appends one payload to a topic's log and publishes it, atomically: Redis
 -- runs a script alone, so log order and publish order cannot differ.
 -- KEYS[1] log stream, KEYS[2] log meta hash
--- ARGV[1] channel, ARGV[2] payload, ARGV[3] max length, ARGV[4] max age (us)
+-- ARGV[1] channel, ARGV[2] payload, ARGV[3] max length, ARGV[4] max age (us),
+-- ARGV[5] PUBLISH, or SPUBLISH on a cluster (the channel shares the keys' slot)
 --
 -- Every Redis call a script makes costs about a microsecond, so the usual
 -- message makes five: TIME, HMGET and HSET of the meta hash, XADD and
@@ -38,5 +39,5 @@ if last == 0 then
 else
   redis.call('HSET', KEYS[2], 'last', sid, 'len', len, 'renewed', string.format('%.0f', renewed))
 end
-redis.call('PUBLISH', ARGV[1], sid .. ' ' .. ARGV[2])
+redis.call(ARGV[5], ARGV[1], sid .. ' ' .. ARGV[2])
 return sid

@@ -2,7 +2,7 @@
 //! replies. Anything unexpected is a [`BroadcastError::Protocol`] or a
 //! `None`, never a panic: the other side may be another rtchat version.
 
-use super::keys::CHANNEL_PREFIX;
+use super::keys;
 use crate::broadcast::{BroadcastError, Envelope, Kind, Replay};
 use bytes::Bytes;
 use fred::types::Value;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// A pub/sub message: `<id> <payload>` for a logged payload, `+ <info>` /
 /// `- <info>` for presence changes.
 pub fn parse_message(channel: &str, raw: Bytes) -> Option<Envelope> {
-    let topic = channel.strip_prefix(CHANNEL_PREFIX)?;
+    let topic = keys::topic_of(channel)?;
     let space = raw.iter().position(|&b| b == b' ')?;
     let kind = match &raw[..space] {
         b"+" => Kind::Joined,
@@ -70,29 +70,29 @@ mod tests {
 
     #[test]
     fn messages_and_presence_changes() {
-        let m = parse_message("rtchat:chan:room:g", Bytes::from("17 {\"a\":1}")).unwrap();
+        let m = parse_message("rtchat:chan:{room:g}", Bytes::from("17 {\"a\":1}")).unwrap();
         assert_eq!(&*m.topic, "room:g");
         assert_eq!(m.kind, Kind::Message { id: 17 });
         assert_eq!(m.payload, Bytes::from("{\"a\":1}"));
-        let joined = parse_message("rtchat:chan:t", Bytes::from("+ {}")).unwrap();
+        let joined = parse_message("rtchat:chan:{t}", Bytes::from("+ {}")).unwrap();
         assert_eq!(
             (joined.kind, joined.payload),
             (Kind::Joined, Bytes::from("{}"))
         );
-        let left = parse_message("rtchat:chan:t", Bytes::from("- {}")).unwrap();
+        let left = parse_message("rtchat:chan:{t}", Bytes::from("- {}")).unwrap();
         assert_eq!(left.kind, Kind::Left);
         // A payload may contain spaces: only the first one separates.
-        let spaced = parse_message("rtchat:chan:t", Bytes::from("5 a b")).unwrap();
+        let spaced = parse_message("rtchat:chan:{t}", Bytes::from("5 a b")).unwrap();
         assert_eq!(spaced.payload, Bytes::from("a b"));
     }
 
     #[test]
     fn malformed_messages_are_ignored() {
         assert!(parse_message("other:chan", Bytes::from("1 x")).is_none());
-        assert!(parse_message("rtchat:chan:t", Bytes::from("no-space")).is_none());
-        assert!(parse_message("rtchat:chan:t", Bytes::from("x1 y")).is_none());
-        assert!(parse_message("rtchat:chan:t", Bytes::from("-5 y")).is_none());
-        assert!(parse_message("rtchat:chan:t", Bytes::from(" y")).is_none());
+        assert!(parse_message("rtchat:chan:{t}", Bytes::from("no-space")).is_none());
+        assert!(parse_message("rtchat:chan:{t}", Bytes::from("x1 y")).is_none());
+        assert!(parse_message("rtchat:chan:{t}", Bytes::from("-5 y")).is_none());
+        assert!(parse_message("rtchat:chan:{t}", Bytes::from(" y")).is_none());
     }
 
     #[test]

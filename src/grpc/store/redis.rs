@@ -2,21 +2,37 @@
 //! is one Lua script: id allocation, email uniqueness and the indexes
 //! change together or not at all, whatever other replicas do meanwhile.
 //!
-//! Keys: `rtchat:user:<id>` (hash name/email/created_at),
-//! `rtchat:users:next_id` (counter), `rtchat:users:ids` (sorted set, for
-//! listing in id order), `rtchat:users:emails` (lowercased email to id).
+//! Keys: `rtchat:{users}:user:<id>` (hash name/email/created_at),
+//! `rtchat:{users}:next_id` (counter), `rtchat:{users}:ids` (sorted set,
+//! for listing in id order), `rtchat:{users}:emails` (lowercased email to
+//! id). All share the hash tag `{users}`: on Redis Cluster the whole store
+//! lives in one slot, so each script stays atomic and ids stay unique and
+//! increasing; it is small next to the rooms, which spread over shards.
 
 use super::{SEED, StoreError, User, UserStore, timestamp};
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
-const NEXT_ID: &str = "rtchat:users:next_id";
-const IDS: &str = "rtchat:users:ids";
-const EMAILS: &str = "rtchat:users:emails";
+const NEXT_ID: &str = "rtchat:{users}:next_id";
+const IDS: &str = "rtchat:{users}:ids";
+const EMAILS: &str = "rtchat:{users}:emails";
+/// The hash tag of every key, for `WAIT`.
+const TAG: &str = "users";
+/// The names before the hash tag, moved by migrate.lua.
+const UNTAGGED: [&str; 3] = [
+    "rtchat:users:next_id",
+    "rtchat:users:ids",
+    "rtchat:users:emails",
+];
+
+fn user_key(id: i32) -> String {
+    format!("rtchat:{{users}}:user:{id}")
+}
 
 pub struct RedisStore {
     client: Client,
+    settings: crate::redis::RedisSettings,
     seed: Script,
     create: Script,
     update: Script,
@@ -29,33 +45,52 @@ impl RedisStore {
         let client = crate::redis::builder(redis)?.build()?;
         let store = Self {
             client,
+            settings: redis.clone(),
             seed: Script::from_lua(include_str!("lua/seed.lua")),
             create: Script::from_lua(include_str!("lua/create.lua")),
             update: Script::from_lua(include_str!("lua/update.lua")),
             delete: Script::from_lua(include_str!("lua/delete.lua")),
             page: Script::from_lua(include_str!("lua/page.lua")),
         };
-        if crate::redis::connect(&[&store.client]).await {
-            store.seed().await;
+        let migrate =
+            (!redis.is_cluster()).then(|| Script::from_lua(include_str!("lua/migrate.lua")));
+        if crate::redis::connect(&[&store.client]).await
+            && let Err(err) = prepare(&store.client, migrate.as_ref(), &store.seed).await
+        {
+            tracing::warn!(%err, "preparing the user store failed; will retry on reconnect");
         }
         // A Redis that comes back empty is a new store: seed it again.
         let mut reconnects = store.client.reconnect_rx();
         let (client, seed) = (store.client.clone(), store.seed.clone());
         tokio::spawn(async move {
             while reconnects.recv().await.is_ok() {
-                if let Err(err) = run_seed(&client, &seed).await {
-                    tracing::warn!(%err, "seeding the user store after a reconnect failed");
+                if let Err(err) = prepare(&client, migrate.as_ref(), &seed).await {
+                    tracing::warn!(%err, "preparing the user store after a reconnect failed");
                 }
             }
         });
         Ok(store)
     }
 
-    async fn seed(&self) {
-        if let Err(err) = run_seed(&self.client, &self.seed).await {
-            tracing::warn!(%err, "seeding the user store failed; will retry on reconnect");
+    /// After a write: with `--redis-wait-replicas`, its replicas hold it.
+    async fn replicated(&self) -> Result<(), StoreError> {
+        crate::redis::wait_for_replicas(&self.client, &self.settings, TAG)
+            .await
+            .map_err(StoreError::Unavailable)
+    }
+}
+
+/// Moves an untagged store to the tagged names (not on a cluster), then
+/// seeds a new one.
+async fn prepare(client: &Client, migrate: Option<&Script>, seed: &Script) -> Result<(), Error> {
+    if let Some(migrate) = migrate {
+        let keys: Vec<&str> = UNTAGGED.into_iter().chain([NEXT_ID, IDS, EMAILS]).collect();
+        let moved: i64 = migrate.evalsha_with_reload(client, keys, ()).await?;
+        if moved == 1 {
+            tracing::info!("moved the user store to its hash-tagged keys");
         }
     }
+    run_seed(client, seed).await
 }
 
 async fn run_seed(client: &Client, seed: &Script) -> Result<(), Error> {
@@ -105,10 +140,7 @@ impl UserStore for RedisStore {
     async fn get(&self, id: i32) -> Result<User, StoreError> {
         let fields: Vec<Option<String>> = self
             .client
-            .hmget(
-                format!("rtchat:user:{id}"),
-                vec!["name", "email", "created_at"],
-            )
+            .hmget(user_key(id), vec!["name", "email", "created_at"])
             .await
             .map_err(|e| map_err(e, None))?;
         user_from(id, fields)
@@ -152,6 +184,7 @@ impl UserStore for RedisStore {
             .map_err(|e| map_err(e, Some(email)))?;
         let id =
             i32::try_from(id).map_err(|_| StoreError::Unavailable("user ids exhausted".into()))?;
+        self.replicated().await?;
         Ok(User {
             id,
             name: name.to_owned(),
@@ -179,7 +212,9 @@ impl UserStore for RedisStore {
             )
             .await
             .map_err(|e| map_err(e, email))?;
-        user_from(id, fields)
+        let user = user_from(id, fields)?;
+        self.replicated().await?;
+        Ok(user)
     }
 
     async fn delete(&self, id: i32) -> Result<User, StoreError> {
@@ -188,7 +223,9 @@ impl UserStore for RedisStore {
             .evalsha_with_reload(&self.client, vec![IDS, EMAILS], vec![id.to_string()])
             .await
             .map_err(|e| map_err(e, None))?;
-        user_from(id, fields)
+        let user = user_from(id, fields)?;
+        self.replicated().await?;
+        Ok(user)
     }
 
     fn is_ready(&self) -> bool {

@@ -1,6 +1,6 @@
 -- KEYS[1] id index, KEYS[2] email index. ARGV id.
 -- Returns {name, email, created_at} as they were.
-local user = 'rtchat:user:' .. ARGV[1]
+local user = 'rtchat:{users}:user:' .. ARGV[1]
 local cur = redis.call('HMGET', user, 'name', 'email', 'created_at')
 if not cur[1] then return redis.error_reply('NOT_FOUND') end
 redis.call('DEL', user)

@@ -7,7 +7,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local id = 0
 for i = 2, #ARGV, 2 do
   id = id + 1
-  redis.call('HSET', 'rtchat:user:' .. id, 'name', ARGV[i], 'email', ARGV[i + 1], 'created_at', ARGV[1])
+  redis.call('HSET', 'rtchat:{users}:user:' .. id, 'name', ARGV[i], 'email', ARGV[i + 1], 'created_at', ARGV[1])
   redis.call('ZADD', KEYS[2], id, id)
   redis.call('HSET', KEYS[3], string.lower(ARGV[i + 1]), id)
 end

@@ -1,6 +1,6 @@
 -- KEYS[1] email index. ARGV id, name ('' keeps), email ('' keeps).
 -- Returns {name, email, created_at}.
-local user = 'rtchat:user:' .. ARGV[1]
+local user = 'rtchat:{users}:user:' .. ARGV[1]
 local cur = redis.call('HMGET', user, 'name', 'email', 'created_at')
 if not cur[1] then return redis.error_reply('NOT_FOUND') end
 local name = ARGV[2] ~= '' and ARGV[2] or cur[1]
