@@ -150,6 +150,23 @@ impl Client {
         id.unwrap()
     }
 
+    /// Posts to a room this client is not in: the message's id, or the
+    /// error frame it was refused with.
+    pub async fn try_say(&mut self, room: &str, text: &str) -> Result<String, Value> {
+        let token = format!("ack-{text}");
+        self.send(json!({"type": "message", "room": room, "message": text, "ack": token}))
+            .await;
+        loop {
+            let frame = self.recv().await;
+            if frame["ack"] == token.as_str() {
+                return match frame["type"].as_str() {
+                    Some("ack") => Ok(frame["id"].as_str().unwrap().to_owned()),
+                    _ => Err(frame),
+                };
+            }
+        }
+    }
+
     /// Receives `n` room messages, failing on anything else.
     pub async fn messages(&mut self, n: usize) -> Vec<Value> {
         let mut out = Vec::with_capacity(n);

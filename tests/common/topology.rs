@@ -183,7 +183,13 @@ impl RedisCluster {
 
     /// Index in `nodes` of the primary serving `slot` now.
     pub fn primary_of(&self, slot: u16) -> usize {
-        let nodes = self.live().cli(&["CLUSTER", "NODES"]);
+        self.try_primary_of(slot)
+            .unwrap_or_else(|| panic!("no primary serves slot {slot}"))
+    }
+
+    /// The same, `None` while none does (during a failover).
+    fn try_primary_of(&self, slot: u16) -> Option<usize> {
+        let nodes = self.live().try_cli(&["CLUSTER", "NODES"])?;
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
@@ -198,11 +204,11 @@ impl RedisCluster {
                 }
             });
             if owns {
-                let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
-                return self.nodes.iter().position(|n| n.port == port).unwrap();
+                let port: u16 = fields[1].split(['@', ':']).nth(1)?.parse().ok()?;
+                return self.nodes.iter().position(|n| n.port == port);
             }
         }
-        panic!("no primary serves slot {slot}")
+        None
     }
 
     /// The indexes of the three primaries, in slot order.
@@ -224,7 +230,7 @@ impl RedisCluster {
             self.live()
                 .try_cli(&["CLUSTER", "INFO"])
                 .is_some_and(|info| info.contains("cluster_state:ok"))
-                && self.primary_of(slot) != old
+                && self.try_primary_of(slot).is_some_and(|new| new != old)
         });
         old
     }
