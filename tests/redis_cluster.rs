@@ -167,7 +167,10 @@ async fn a_primary_killed_under_traffic_loses_nothing_acknowledged() {
             let text = format!("m{n}");
             n += 1;
             match sender.try_say(room, &text).await {
-                Ok(_) => Some(acked.push(text)),
+                Ok(_) => {
+                    acked.push(text);
+                    Some(())
+                }
                 Err(_) => {
                     refused.push(text);
                     None
