@@ -1,6 +1,7 @@
 //! Several grpc-server replicas on one private Redis, as real processes:
 //! they agree on users, every change reaches every subscriber, and an
-//! outage is reported, survived and caught up on.
+//! outage is reported, survived and caught up on. The first two scenarios
+//! run on a Redis Cluster too.
 
 #[macro_use]
 mod common;
@@ -12,9 +13,12 @@ use rtchat::grpc::pb::{Empty, UserRequest};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_on_one_redis_agree() {
-    let redis = Redis::start();
+on_one_redis_and_a_cluster!(
+    replicas_on_one_redis_agree,
+    updates_made_while_a_replica_was_cut_off_still_reach_its_subscribers,
+);
+
+async fn replicas_on_one_redis_agree(redis: Shared) {
     let a = Process::grpc_server("grpc-a", Some(&redis), &[]);
     let b = Process::grpc_server("grpc-b", Some(&redis), &[]);
     let (mut ca, mut cb) = (client(&a).await, client(&b).await);
@@ -74,9 +78,7 @@ async fn replicas_on_one_redis_agree() {
 /// replica's pub/sub connection was down. Now the replica reads them back
 /// from the update log and sends them in order (or, had the log lost some,
 /// would end the stream with UNAVAILABLE).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn updates_made_while_a_replica_was_cut_off_still_reach_its_subscribers() {
-    let redis = Redis::start();
+async fn updates_made_while_a_replica_was_cut_off_still_reach_its_subscribers(redis: Shared) {
     let a = Process::grpc_server("grpc-a", Some(&redis), &[]);
     let b = Process::grpc_server("grpc-b", Some(&redis), &[]);
     let (mut ca, mut cb) = (client(&a).await, client(&b).await);

@@ -131,7 +131,20 @@ async fn replica_of(client: &mut SioClient, room: &str) -> String {
 /// through nginx to another one and gets its session, its room and every
 /// message it missed, once and in order, then live traffic.
 async fn a_session_survives_the_death_of_its_replica(front: Front) {
-    let mut d = ChatDeployment::start_behind(front, &[]);
+    a_session_survives_the_death_of_its_replica_on(ChatDeployment::start_behind(front, &[])).await
+}
+
+/// The same with every replica on a Redis Cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_survives_the_death_of_its_replica_on_a_redis_cluster() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let d = ChatDeployment::start_on(Shared::Cluster(cluster), Front::Deploy, &[]);
+    a_session_survives_the_death_of_its_replica_on(d).await
+}
+
+async fn a_session_survives_the_death_of_its_replica_on(mut d: ChatDeployment) {
     let mut node = SioClient::node(&base(&d), json!({}));
     assert_eq!(node.next("upgrade").await, "websocket");
     let first = node.next("connect").await;
