@@ -189,3 +189,57 @@ async fn redis_outage_is_unavailable_then_recovers() {
         made
     );
 }
+
+/// A store written before its keys shared the `{users}` hash tag is moved
+/// to the tagged names at start-up, once: every user, the email index and
+/// the id counter are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_hash_tags_is_kept() {
+    let redis = Redis::start();
+    for (id, name, email) in [
+        (1, "Alice", "alice@example.com"),
+        (7, "Old", "Old@example.com"),
+    ] {
+        let key = format!("rtchat:user:{id}");
+        let created = "2026-01-01T00:00:00Z";
+        redis.cli(&[
+            "HSET",
+            &key,
+            "name",
+            name,
+            "email",
+            email,
+            "created_at",
+            created,
+        ]);
+        redis.cli(&["ZADD", "rtchat:users:ids", &id.to_string(), &id.to_string()]);
+        let lower = email.to_lowercase();
+        redis.cli(&["HSET", "rtchat:users:emails", &lower, &id.to_string()]);
+    }
+    redis.cli(&["SET", "rtchat:users:next_id", "7"]);
+
+    let a = Process::grpc_server("grpc-a", Some(&redis), &[]);
+    let mut c = client(&a).await;
+    let old = c
+        .get_user(UserRequest { id: 7 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (old.name.as_str(), old.email.as_str()),
+        ("Old", "Old@example.com")
+    );
+    assert_eq!(list(&mut c).await.len(), 2, "kept, not seeded again");
+    let taken = c.create_user(create("Again", "old@example.com")).await;
+    assert_eq!(taken.unwrap_err().code(), Code::AlreadyExists);
+    let next = c
+        .create_user(create("New", "new@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.id, 8, "the counter went on");
+    assert_eq!(
+        redis.cli(&["EXISTS", "rtchat:users:next_id", "rtchat:user:7"]),
+        "0"
+    );
+}

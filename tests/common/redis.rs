@@ -169,6 +169,15 @@ impl Redis {
         }
     }
 
+    /// Starts Redis again on the same port, empty, as a replica of `port`:
+    /// how a failed primary rejoins once another took its place (started
+    /// as a primary, empty, it would be written to until Sentinel demotes it).
+    pub fn restart_as_replica_of(&mut self, port: u16) {
+        self.extra
+            .extend(["--replicaof".into(), "127.0.0.1".into(), port.to_string()]);
+        self.restart();
+    }
+
     /// Starts Redis again on the same port, empty.
     pub fn restart(&mut self) {
         self.stop();
