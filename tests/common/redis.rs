@@ -53,6 +53,11 @@ impl Redis {
         };
         for _ in 0..5 {
             redis.port = free_port();
+            // A cluster node's bus port may be taken first too: a fresh
+            // one each try, kept for restarts.
+            if let Some(i) = redis.extra.iter().position(|a| a == "--cluster-port") {
+                redis.extra[i + 1] = free_port().to_string();
+            }
             if redis.try_launch() {
                 return redis;
             }

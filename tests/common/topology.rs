@@ -3,7 +3,7 @@
 //! replica, three sentinels), all private processes on free ports, each
 //! waited for until it really serves.
 
-use super::{DEADLINE, Redis, free_port};
+use super::{DEADLINE, Redis};
 use std::time::{Duration, Instant};
 
 /// Anything rtchat can be pointed at with `--redis-url`.
@@ -87,7 +87,6 @@ impl RedisCluster {
     pub fn start() -> Self {
         let nodes: Vec<Redis> = (0..6)
             .map(|_| {
-                let bus = free_port().to_string();
                 Redis::start_with(&[
                     "--cluster-enabled",
                     "yes",
@@ -96,7 +95,7 @@ impl RedisCluster {
                     "--cluster-node-timeout",
                     "1000",
                     "--cluster-port",
-                    &bus,
+                    "0",
                     // A replica always may take over, however long its
                     // primary was away.
                     "--cluster-replica-validity-factor",
