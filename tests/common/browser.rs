@@ -4,6 +4,7 @@ use super::{DEADLINE, free_port};
 use fantoccini::ClientBuilder;
 pub use fantoccini::{Client as Browser, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -17,7 +18,10 @@ pub struct Driver {
 impl Driver {
     pub fn start() -> Self {
         let port = free_port();
+        // Its own process group, so that dropping it ends the Chromium
+        // processes it started too (they outlive a killed chromedriver).
         let child = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -69,6 +73,11 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profiles);
