@@ -126,18 +126,12 @@ async fn a_primary_killed_under_traffic_loses_nothing_acknowledged() {
     let b = Process::ws_server("server-2", Some(&cluster), &wait);
     let room = "failover";
     let slot = cluster.keyslot(&format!("room:{room}"));
-    let mut member = Client::connect(&a.ws_url()).await;
-    let position = member.join(room).await["last_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut sender = Client::connect(&b.ws_url()).await;
-    let mut acked = Vec::new();
-    for n in 0..20 {
-        let text = format!("m{n}");
-        sender.say(room, &text).await;
-        acked.push(text);
-    }
+    let Traffic {
+        mut member,
+        position,
+        mut sender,
+        mut acked,
+    } = Traffic::start(&a.ws_url(), &b.ws_url(), room, 20).await;
 
     let mut cluster = cluster;
     // The promoted replica has no replica of its own until the old
@@ -149,9 +143,9 @@ async fn a_primary_killed_under_traffic_loses_nothing_acknowledged() {
         cluster.wait_healthy();
         cluster
     });
-    let (mut n, mut refused) = (20, Vec::new());
+    let (mut n, mut refused) = (0, Vec::new());
     while !killing.is_finished() {
-        let text = format!("m{n}");
+        let text = format!("during {n}");
         match sender.try_say(room, &text).await {
             Ok(_) => acked.push(text),
             Err(_) => refused.push(text),
@@ -164,7 +158,7 @@ async fn a_primary_killed_under_traffic_loses_nothing_acknowledged() {
         "a publish to be acknowledged again",
         3 * DEADLINE,
         async || {
-            let text = format!("m{n}");
+            let text = format!("during {n}");
             n += 1;
             match sender.try_say(room, &text).await {
                 Ok(_) => {

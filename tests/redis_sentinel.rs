@@ -25,18 +25,12 @@ async fn both_servers_follow_a_sentinel_failover() {
     let mut b = Process::ws_server("server-2", Some(&set), &wait);
     let grpc = Process::grpc_server("grpc-1", Some(&set), &wait);
     let room = "sentinel";
-    let mut member = Client::connect(&a.ws_url()).await;
-    let position = member.join(room).await["last_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut sender = Client::connect(&b.ws_url()).await;
-    let mut acked = Vec::new();
-    for n in 0..20 {
-        let text = format!("before {n}");
-        sender.say(room, &text).await;
-        acked.push(text);
-    }
+    let Traffic {
+        mut member,
+        position,
+        mut sender,
+        mut acked,
+    } = Traffic::start(&a.ws_url(), &b.ws_url(), room, 20).await;
     let mut users = client(&grpc).await;
     let ann = users
         .create_user(create("Ann", "ann@example.com"))

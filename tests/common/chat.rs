@@ -216,6 +216,39 @@ impl Client {
     }
 }
 
+/// A member of a room on one replica, with the position it can resume
+/// from, and a sender on another that has posted `before 0`, `before 1` ...
+pub struct Traffic {
+    pub member: Client,
+    pub position: String,
+    pub sender: Client,
+    /// The texts posted and acknowledged, in order.
+    pub acked: Vec<String>,
+}
+
+impl Traffic {
+    pub async fn start(member_url: &str, sender_url: &str, room: &str, n: usize) -> Self {
+        let mut member = Client::connect(member_url).await;
+        let position = member.join(room).await["last_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut sender = Client::connect(sender_url).await;
+        let mut acked = Vec::new();
+        for k in 0..n {
+            let text = format!("before {k}");
+            sender.say(room, &text).await;
+            acked.push(text);
+        }
+        Self {
+            member,
+            position,
+            sender,
+            acked,
+        }
+    }
+}
+
 pub fn id_of(frame: &Value) -> u64 {
     frame["id"].as_str().unwrap().parse().unwrap()
 }
