@@ -41,6 +41,7 @@ pub fn mode(redis: Option<&RedisSettings>) -> &'static str {
 
 pub fn builder(redis: &RedisSettings) -> anyhow::Result<Builder> {
     let timeout = redis.timeout;
+    let clustered = redis.is_cluster();
     let mut config =
         Config::from_url(&redis.url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
     // Keep retrying when Redis is not up yet at start-up, as after any later
@@ -52,7 +53,12 @@ pub fn builder(redis: &RedisSettings) -> anyhow::Result<Builder> {
         .with_connection_config(|conn| {
             conn.connection_timeout = timeout;
             conn.internal_command_timeout = timeout;
-            conn.max_command_attempts = 1;
+            // One attempt: a command whose connection drops is failed, not
+            // sent again (a publish would be stored twice). On a cluster
+            // following a MOVED or ASK redirection takes an attempt of its
+            // own, so there fred's default of three is kept: a command in
+            // flight when its primary dies may then run twice.
+            conn.max_command_attempts = if clustered { 3 } else { 1 };
             // Commands are small and pipelined from many tasks; with Nagle's
             // algorithm one written while the previous is unacknowledged
             // may wait for that ACK, the delay measured on the WebSocket

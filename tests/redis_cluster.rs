@@ -238,3 +238,49 @@ async fn delivery_resumes_once_a_replica_is_promoted() {
     assert!(a.is_running() && b.is_running(), "no replica restarted");
     drop(cluster);
 }
+
+/// A room's slot moved to another primary (as resharding does) while its
+/// members stay connected: Redis drops the sharded subscriptions there
+/// without closing any connection; every replica subscribes again where
+/// the room now lives, and the members get every message, including those
+/// posted before they had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_slot_moves_keeps_its_members() {
+    let cluster = start_cluster().await;
+    let a = Process::ws_server("server-1", Some(&cluster), &[]);
+    let b = Process::ws_server("server-2", Some(&cluster), &[]);
+    let room = "moving";
+    let slot = cluster.keyslot(&format!("room:{room}"));
+    let Traffic {
+        mut member,
+        mut sender,
+        ..
+    } = Traffic::start(&a.ws_url(), &b.ws_url(), room, 0).await;
+    sender.say(room, "before").await;
+    assert_eq!(member.recv_type("message").await["message"], "before");
+
+    let to = cluster
+        .primaries()
+        .into_iter()
+        .find(|p| *p != cluster.primary_of(slot))
+        .unwrap();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.move_slot(slot, to);
+        cluster
+    })
+    .await
+    .unwrap();
+    let sent: Vec<String> = (0..10).map(|n| format!("moved {n}")).collect();
+    for text in &sent {
+        sender.say(room, text).await;
+    }
+    sender.say(room, "end").await;
+    assert_eq!(member.texts_until("end").await, sent, "once, in order");
+    let channel = format!("rtchat:chan:{{room:{room}}}");
+    let subs = cluster.nodes[to].cli(&["PUBSUB", "SHARDNUMSUB", &channel]);
+    assert_eq!(
+        subs.lines().nth(1),
+        Some("1"),
+        "subscribed on the new owner"
+    );
+}

@@ -234,6 +234,37 @@ impl RedisCluster {
         old
     }
 
+    /// Moves one slot, with its keys, from its primary to primary `to`,
+    /// the way `redis-cli --cluster reshard` does it: importing and
+    /// migrating marks, `MIGRATE` of every key, then the new owner told to
+    /// every primary.
+    pub fn move_slot(&self, slot: u16, to: usize) {
+        let from = self.primary_of(slot);
+        let id = |i: usize| self.nodes[i].cli(&["CLUSTER", "MYID"]);
+        let (from_id, to_id) = (id(from), id(to));
+        let slot_s = slot.to_string();
+        let (src, dst) = (&self.nodes[from], &self.nodes[to]);
+        dst.cli(&["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &from_id]);
+        src.cli(&["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &to_id]);
+        loop {
+            let keys = src.cli(&["CLUSTER", "GETKEYSINSLOT", &slot_s, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = dst.port.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            assert_eq!(src.cli(&args), "OK");
+        }
+        for i in self.primaries() {
+            self.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot_s, "NODE", &to_id]);
+        }
+        wait_until("every node to agree on the moved slot", DEADLINE, || {
+            self.try_primary_of(slot) == Some(to)
+        });
+    }
+
     fn live(&self) -> &Redis {
         self.nodes
             .iter()

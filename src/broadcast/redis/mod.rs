@@ -63,8 +63,55 @@ pub struct RedisBroadcast {
     /// works, not that a socket is open (a Redis out of memory, read-only
     /// or refusing commands keeps its connections).
     commands_work: Arc<AtomicBool>,
-    /// Stops the prober with this broadcast.
-    _prober: tokio_util::sync::DropGuard,
+    /// Stops the prober and the topology watch with this broadcast.
+    _tasks: tokio_util::sync::DropGuard,
+}
+
+/// Subscribes again to every topic the subscriber tracks. Not fred's
+/// `resubscribe_all`: that sends a `SUBSCRIBE` without channels when only
+/// sharded ones are tracked, which Redis refuses, and then stops. Sharded
+/// channels go one slot per command (a command may not span slots), all
+/// in flight at once.
+async fn resubscribe(subscriber: &SubscriberClient, sharded: bool) -> Result<(), Error> {
+    if !sharded {
+        let channels: Vec<String> = subscriber
+            .tracked_channels()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        if channels.is_empty() {
+            return Ok(());
+        }
+        return subscriber.subscribe(channels).await;
+    }
+    let mut by_slot: HashMap<u16, Vec<String>> = HashMap::new();
+    for channel in subscriber.tracked_shard_channels() {
+        let slot = redis_keyslot(channel.as_bytes());
+        by_slot.entry(slot).or_default().push(channel.to_string());
+    }
+    let subscribes = by_slot
+        .into_values()
+        .map(|channels| subscriber.ssubscribe(channels));
+    futures_util::future::try_join_all(subscribes)
+        .await
+        .map(drop)
+}
+
+/// How often a cluster's slot table is compared with the last one seen.
+const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
+
+/// Who serves which slots, as a client last saw it.
+fn slot_table(client: &impl ClusterInterface) -> Vec<(u16, u16, String)> {
+    client
+        .cached_cluster_state()
+        .map(|state| {
+            state
+                .slots()
+                .iter()
+                .map(|range| (range.start, range.end, range.primary.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// How often readiness is checked with a real write.
@@ -144,8 +191,8 @@ impl RedisBroadcast {
         let subscriber = builder.build_subscriber_client()?;
         let connected = crate::redis::connect(&[&client, &subscriber]).await;
         let commands_work = Arc::new(AtomicBool::new(connected && probe(&client).await));
-        let prober = tokio_util::sync::CancellationToken::new();
-        spawn_prober(client.clone(), commands_work.clone(), prober.clone());
+        let tasks = tokio_util::sync::CancellationToken::new();
+        spawn_prober(client.clone(), commands_work.clone(), tasks.clone());
 
         let this = Self {
             client,
@@ -158,10 +205,13 @@ impl RedisBroadcast {
             refs: tokio::sync::Mutex::new(HashMap::new()),
             resumed: tokio::sync::watch::Sender::new(0),
             commands_work,
-            _prober: prober.drop_guard(),
+            _tasks: tasks.clone().drop_guard(),
         };
         this.spawn_reader(deliver);
         this.spawn_resubscriber();
+        if this.sharded {
+            this.spawn_topology_watch(tasks);
+        }
         Ok(this)
     }
 
@@ -200,7 +250,7 @@ impl RedisBroadcast {
 
     /// After every reconnect of the subscriber: resubscribe, then announce.
     fn spawn_resubscriber(&self) {
-        let subscriber = self.subscriber.clone();
+        let (subscriber, sharded) = (self.subscriber.clone(), self.sharded);
         let resumed = self.resumed.clone();
         let mut reconnects = subscriber.reconnect_rx();
         tokio::spawn(async move {
@@ -209,12 +259,51 @@ impl RedisBroadcast {
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => break,
                 }
-                match subscriber.resubscribe_all().await {
+                match resubscribe(&subscriber, sharded).await {
                     Ok(()) => {
                         tracing::info!("Redis connection restored; topics resubscribed");
                         resumed.send_modify(|n| *n += 1);
                     }
                     Err(err) => tracing::warn!(%err, "resubscribe after reconnect failed"),
+                }
+            }
+        });
+    }
+
+    /// On a cluster, a slot that moves to another primary (resharding, or
+    /// a failover whose old primary lives on) is unsubscribed by Redis
+    /// without the connection dropping, so no reconnect announces it. The
+    /// subscriber's slot table is refreshed every few seconds; when it has
+    /// changed, every topic is subscribed again where it now lives and the
+    /// change announced like an outage, so rooms read back what they missed.
+    fn spawn_topology_watch(&self, stop: tokio_util::sync::CancellationToken) {
+        let (subscriber, sharded) = (self.subscriber.clone(), self.sharded);
+        let resumed = self.resumed.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(TOPOLOGY_CHECK);
+            let mut known = slot_table(&subscriber);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = stop.cancelled() => break,
+                }
+                if subscriber.sync_cluster().await.is_err() {
+                    continue;
+                }
+                let now = slot_table(&subscriber);
+                if now == known {
+                    continue;
+                }
+                known = now;
+                match resubscribe(&subscriber, sharded).await {
+                    Ok(()) => {
+                        tracing::info!("Redis Cluster slots moved; topics resubscribed");
+                        resumed.send_modify(|n| *n += 1);
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "resubscribe after a slot move failed");
+                        known = Vec::new();
+                    }
                 }
             }
         });
