@@ -91,6 +91,19 @@ if ! rustup toolchain list | grep -q '^nightly'; then
   rustup toolchain install nightly --profile minimal
 fi
 
+# The compose test's images, built before the tests run side by side: a
+# cold build takes minutes of both cores. A Docker engine is started for it
+# when none answers, and stopped at the end only then.
+if ! docker info >/dev/null 2>&1; then
+  mkdir -p target
+  dockerd >target/dockerd.log 2>&1 &
+  dockerd_pid=$!
+  trap 'kill "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null || true' EXIT
+  for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+bash tests/compose/standins.sh
+docker compose -f deploy/docker-compose.yml build --quiet
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 

@@ -8,7 +8,7 @@
 #   bash tests/compose/standins.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RECIPE=1
+RECIPE=2
 work=target/compose-standins
 mkdir -p "$work"
 
@@ -29,7 +29,20 @@ if ! have debian:bookworm-slim; then
   echo "building stand-in debian:bookworm-slim (debootstrap)"
   rm -rf "$work/rootfs"
   debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log"
-  rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
+  # What Debian's slim images leave out too: documentation, manual pages,
+  # translations and the package caches; and, as they do, a dpkg rule so
+  # that later installs leave them out as well.
+  root="$work/rootfs"
+  rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
+    "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+    "$root"/usr/share/locale/* "$root"/var/log/*.log
+  cat >"$root/etc/dpkg/dpkg.cfg.d/docker-slim" <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+DPKG
   tar -C "$work/rootfs" -c . | docker import --change "LABEL rtchat.standin=$RECIPE" \
     --change 'CMD ["bash"]' - debian:bookworm-slim >/dev/null
   rm -rf "$work/rootfs"
