@@ -70,11 +70,12 @@ pub fn run(program: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// `docker compose -f deploy/docker-compose.yml ...`.
+/// `docker compose -f deploy/docker-compose.yml ...`, bounded: a cold
+/// build takes minutes, nothing takes half an hour.
 pub fn compose(args: &[&str]) -> String {
-    let mut all = vec!["compose", "-f", FILE];
+    let mut all = vec!["1800", "docker", "compose", "-f", FILE];
     all.extend(args);
-    run("docker", &all)
+    run("timeout", &all)
 }
 
 /// The stack, up; `down -v` when dropped, whatever happened.
@@ -82,7 +83,7 @@ pub struct Stack;
 
 impl Stack {
     pub fn up() -> Self {
-        run("bash", &["tests/compose/standins.sh"]);
+        run("timeout", &["1800", "bash", "tests/compose/standins.sh"]);
         let stack = Stack;
         compose(&["up", "--build", "--wait", "--wait-timeout", "300"]);
         stack
