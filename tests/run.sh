@@ -96,7 +96,7 @@ fi
 # when none answers, and stopped at the end only then.
 if ! docker info >/dev/null 2>&1; then
   mkdir -p target
-  dockerd >target/dockerd.log 2>&1 &
+  $SUDO dockerd >target/dockerd.log 2>&1 &
   dockerd_pid=$!
   trap 'kill "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null || true' EXIT
   for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done

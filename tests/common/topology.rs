@@ -78,7 +78,8 @@ pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool)
 }
 
 /// Three primaries and three replicas, created with `redis-cli --cluster
-/// create`. A node's failure is noticed after one second.
+/// create`. A node's failure is noticed after two seconds (shorter, a
+/// node merely slowed by a loaded machine is failed over).
 pub struct RedisCluster {
     pub nodes: Vec<Redis>,
 }
@@ -93,7 +94,7 @@ impl RedisCluster {
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    "1000",
+                    "2000",
                     "--cluster-port",
                     "0",
                     // A replica always may take over, however long its
@@ -302,7 +303,9 @@ impl SentinelSet {
             .map(|_| {
                 Redis::start_sentinel(&[
                     &monitor,
-                    &format!("sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000"),
+                    // Not shorter: on a loaded machine a slow reply would
+                    // be taken for a dead primary and failed over.
+                    &format!("sentinel down-after-milliseconds {SENTINEL_SERVICE} 3000"),
                     &format!("sentinel failover-timeout {SENTINEL_SERVICE} 5000"),
                 ])
             })
@@ -329,6 +332,7 @@ impl SentinelSet {
                     .replica
                     .try_cli(&["INFO", "replication"])
                     .is_some_and(|i| i.contains("master_link_status:up"))
+                    && set.primary_port() == Some(set.primary.port)
             },
         );
         set
