@@ -407,7 +407,13 @@ impl Broadcast for RedisBroadcast {
             )
             .await
             .map_err(unavailable)?;
-        wire::parse_replay(reply)
+        let replay = wire::parse_replay(reply)?;
+        // A first read creates the log's position, which members resume
+        // from: with --redis-wait-replicas it must survive a failover too.
+        crate::redis::wait_for_replicas(&self.client, &self.settings, topic)
+            .await
+            .map_err(BroadcastError::Unavailable)?;
+        Ok(replay)
     }
 
     fn is_ready(&self) -> bool {
