@@ -11,9 +11,14 @@
 //! - [`keys`]: key and channel names.
 //! - [`wire`]: parsing pub/sub messages and script replies.
 //! - [`presence`]: who is in a topic, for servers that have members.
+//! - `subscriptions`: making them, and making them again where Redis
+//!   delivers them after a reconnect or a slot move.
+//! - `probe`: readiness, from a write to every primary.
 
 pub mod keys;
 pub mod presence;
+mod probe;
+mod subscriptions;
 pub mod wire;
 
 pub use presence::RedisPresence;
@@ -25,11 +30,9 @@ use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use fred::util::redis_keyslot;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 const PUBLISH_LUA: &str = concat!(include_str!("trim.lua"), include_str!("publish.lua"));
@@ -67,114 +70,6 @@ pub struct RedisBroadcast {
     _tasks: tokio_util::sync::DropGuard,
 }
 
-/// Subscribes again to every topic the subscriber tracks. Not fred's
-/// `resubscribe_all`: that sends a `SUBSCRIBE` without channels when only
-/// sharded ones are tracked, which Redis refuses, and then stops. Sharded
-/// channels go one slot per command (a command may not span slots), all
-/// in flight at once.
-async fn resubscribe(subscriber: &SubscriberClient, sharded: bool) -> Result<(), Error> {
-    if !sharded {
-        let channels: Vec<String> = subscriber
-            .tracked_channels()
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        if channels.is_empty() {
-            return Ok(());
-        }
-        return subscriber.subscribe(channels).await;
-    }
-    let mut by_slot: HashMap<u16, Vec<String>> = HashMap::new();
-    for channel in subscriber.tracked_shard_channels() {
-        let slot = redis_keyslot(channel.as_bytes());
-        by_slot.entry(slot).or_default().push(channel.to_string());
-    }
-    let subscribes = by_slot
-        .into_values()
-        .map(|channels| subscriber.ssubscribe(channels));
-    futures_util::future::try_join_all(subscribes)
-        .await
-        .map(drop)
-}
-
-/// How often a cluster's slot table is compared with the last one seen.
-const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
-
-/// Who serves which slots, as a client last saw it.
-fn slot_table(client: &impl ClusterInterface) -> Vec<(u16, u16, String)> {
-    client
-        .cached_cluster_state()
-        .map(|state| {
-            state
-                .slots()
-                .iter()
-                .map(|range| (range.start, range.end, range.primary.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// How often readiness is checked with a real write.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// One write with a short life, the kind every publish makes, to every
-/// shard: on a cluster each primary gets its own probe key, since one
-/// shard down fails every room it owns.
-async fn probe(client: &Client) -> bool {
-    let ttl = Expiration::PX(10_000);
-    let writes = probe_tags(client).into_iter().map(|tag| {
-        let key = keys::probe(client.id(), tag);
-        client.set::<(), _, _>(key, 1, Some(ttl.clone()), None, false)
-    });
-    let done = futures_util::future::try_join_all(writes).await;
-    if let Err(err) = &done {
-        tracing::debug!(%err, "Redis probe failed");
-    }
-    done.is_ok()
-}
-
-/// One probe tag per primary whose key hashes into a slot it owns, as the
-/// client sees the cluster now; just 0 for a single Redis.
-fn probe_tags(client: &Client) -> Vec<usize> {
-    let Some(state) = client.cached_cluster_state() else {
-        return vec![0];
-    };
-    let slot_of = |tag| redis_keyslot(keys::probe(client.id(), tag).as_bytes());
-    state
-        .unique_primary_nodes()
-        .iter()
-        .filter_map(|primary| {
-            // A primary owns about a third of the slots of three: the
-            // first few tags find one of its slots.
-            (0..10_000).find(|&tag| state.get_server(slot_of(tag)) == Some(primary))
-        })
-        .collect()
-}
-
-fn spawn_prober(
-    client: Client,
-    commands_work: Arc<AtomicBool>,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(PROBE_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = stop.cancelled() => break,
-            }
-            let works = client.is_connected() && probe(&client).await;
-            if commands_work.swap(works, Ordering::Relaxed) != works {
-                if works {
-                    tracing::info!("Redis commands work again");
-                } else {
-                    tracing::warn!("Redis commands fail; not ready until they work");
-                }
-            }
-        }
-    });
-}
-
 fn unavailable(err: Error) -> BroadcastError {
     BroadcastError::Unavailable(err.to_string())
 }
@@ -190,9 +85,9 @@ impl RedisBroadcast {
         builder.with_performance_config(|perf| perf.broadcast_channel_capacity = PUBSUB_CAPACITY);
         let subscriber = builder.build_subscriber_client()?;
         let connected = crate::redis::connect(&[&client, &subscriber]).await;
-        let commands_work = Arc::new(AtomicBool::new(connected && probe(&client).await));
+        let commands_work = Arc::new(AtomicBool::new(connected && probe::probe(&client).await));
         let tasks = tokio_util::sync::CancellationToken::new();
-        spawn_prober(client.clone(), commands_work.clone(), tasks.clone());
+        probe::spawn_prober(client.clone(), commands_work.clone(), tasks.clone());
 
         let this = Self {
             client,
@@ -208,9 +103,10 @@ impl RedisBroadcast {
             _tasks: tasks.clone().drop_guard(),
         };
         this.spawn_reader(deliver);
-        this.spawn_resubscriber();
+        let (subscriber, resumed) = (&this.subscriber, &this.resumed);
+        subscriptions::spawn_resubscriber(subscriber.clone(), this.sharded, resumed.clone());
         if this.sharded {
-            this.spawn_topology_watch(tasks);
+            subscriptions::spawn_topology_watch(subscriber.clone(), resumed.clone(), tasks);
         }
         Ok(this)
     }
@@ -243,67 +139,6 @@ impl RedisBroadcast {
                         resumed.send_modify(|n| *n += 1);
                     }
                     Err(RecvError::Closed) => break,
-                }
-            }
-        });
-    }
-
-    /// After every reconnect of the subscriber: resubscribe, then announce.
-    fn spawn_resubscriber(&self) {
-        let (subscriber, sharded) = (self.subscriber.clone(), self.sharded);
-        let resumed = self.resumed.clone();
-        let mut reconnects = subscriber.reconnect_rx();
-        tokio::spawn(async move {
-            loop {
-                match reconnects.recv().await {
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => break,
-                }
-                match resubscribe(&subscriber, sharded).await {
-                    Ok(()) => {
-                        tracing::info!("Redis connection restored; topics resubscribed");
-                        resumed.send_modify(|n| *n += 1);
-                    }
-                    Err(err) => tracing::warn!(%err, "resubscribe after reconnect failed"),
-                }
-            }
-        });
-    }
-
-    /// On a cluster, a slot that moves to another primary (resharding, or
-    /// a failover whose old primary lives on) is unsubscribed by Redis
-    /// without the connection dropping, so no reconnect announces it. The
-    /// subscriber's slot table is refreshed every few seconds; when it has
-    /// changed, every topic is subscribed again where it now lives and the
-    /// change announced like an outage, so rooms read back what they missed.
-    fn spawn_topology_watch(&self, stop: tokio_util::sync::CancellationToken) {
-        let (subscriber, sharded) = (self.subscriber.clone(), self.sharded);
-        let resumed = self.resumed.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(TOPOLOGY_CHECK);
-            let mut known = slot_table(&subscriber);
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    () = stop.cancelled() => break,
-                }
-                if subscriber.sync_cluster().await.is_err() {
-                    continue;
-                }
-                let now = slot_table(&subscriber);
-                if now == known {
-                    continue;
-                }
-                known = now;
-                match resubscribe(&subscriber, sharded).await {
-                    Ok(()) => {
-                        tracing::info!("Redis Cluster slots moved; topics resubscribed");
-                        resumed.send_modify(|n| *n += 1);
-                    }
-                    Err(err) => {
-                        tracing::warn!(%err, "resubscribe after a slot move failed");
-                        known = Vec::new();
-                    }
                 }
             }
         });
@@ -353,13 +188,9 @@ impl Broadcast for RedisBroadcast {
         let mut refs = self.refs.lock().await;
         let count = refs.get(topic).copied().unwrap_or(0);
         if count == 0 {
-            let channel = keys::channel(topic);
-            let subscribed = if self.sharded {
-                self.subscriber.ssubscribe(channel).await
-            } else {
-                self.subscriber.subscribe(channel).await
-            };
-            subscribed.map_err(unavailable)?;
+            subscriptions::subscribe(&self.subscriber, self.sharded, keys::channel(topic))
+                .await
+                .map_err(unavailable)?;
         }
         refs.insert(topic.to_owned(), count + 1);
         Ok(())
@@ -372,11 +203,8 @@ impl Broadcast for RedisBroadcast {
             Some(_) => {
                 refs.remove(topic);
                 let channel = keys::channel(topic);
-                let unsubscribed = if self.sharded {
-                    self.subscriber.sunsubscribe(channel).await
-                } else {
-                    self.subscriber.unsubscribe(channel).await
-                };
+                let unsubscribed =
+                    subscriptions::unsubscribe(&self.subscriber, self.sharded, channel).await;
                 if let Err(err) = unsubscribed {
                     // Harmless: stray deliveries for a topic without local
                     // members are dropped by the caller.
