@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
+use std::time::Duration;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 async fn start_cluster() -> RedisCluster {
@@ -144,7 +145,12 @@ async fn a_primary_killed_under_traffic_loses_nothing_acknowledged() {
         cluster
     });
     let (mut n, mut refused) = (0, Vec::new());
+    // Traffic at 40 posts a second: under the per-connection rate limit
+    // (50 a second), which is not what this test is about.
+    let mut pace = tokio::time::interval(Duration::from_millis(25));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !killing.is_finished() {
+        pace.tick().await;
         let text = format!("during {n}");
         match sender.try_say(room, &text).await {
             Ok(_) => acked.push(text),
