@@ -9,6 +9,7 @@
 //! - [`hub`]: a replica's rooms, behind every protocol door.
 //! - [`ws`]: the WebSocket chat server, its native door and its page.
 //! - [`socketio`]: the Socket.IO door onto the same hub.
+//! - [`api`]: the server API, for backends, on the chat server.
 //! - [`grpc`]: the UserService server, its stores and the command-line client.
 //! - [`probe`]: the container health check.
 //! - [`bench`]: load generators behind `rtchat bench`.
@@ -16,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod broadcast;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a clean machine: installs what the integration
 # tests start (redis-server, nginx, Chromium, Envoy, Python grpcio, the
-# official Socket.IO clients) and the checks use (cargo-deny, cargo-fuzz)
+# official Socket.IO clients, Schemathesis) and the checks use (cargo-deny, cargo-fuzz)
 # when it is missing, then runs every test, checks that no log of the run
 # holds a token or secret, checks the dependencies, and runs each fuzz
 # target briefly. Tests start their own servers on free ports; nothing here
@@ -82,6 +82,12 @@ fi
 if ! python3 -c "import socketio, websocket, requests" >/dev/null 2>&1; then
   echo "installing: python-socketio 5.18.1 with its client extras (PyPI)"
   pip "python-socketio[client]==5.18.1"
+fi
+
+# Schemathesis checks the server API against its OpenAPI document.
+if [ ! -f target/tools/schemathesis/schemathesis/__init__.py ]; then
+  echo "installing: schemathesis 4.32.5 (PyPI)"
+  pip --target target/tools/schemathesis "schemathesis==4.32.5"
 fi
 
 # Real Envoy release builds, oldest and newest validated (tests/common keeps

@@ -272,5 +272,11 @@ pub fn print_token(args: &crate::config::TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Compares without stopping at the first difference, so response time
+/// does not reveal how much of a guessed secret was right.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests;

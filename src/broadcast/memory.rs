@@ -36,6 +36,9 @@ struct Log {
     /// Highest id trimmed away; a `since` below it has lost messages.
     max_trimmed: u64,
     entries: VecDeque<(u64, Bytes)>,
+    /// Idempotency key to the id it was published with, for as long as
+    /// the history's age; swept by age when it outgrows the log.
+    keys: HashMap<Box<str>, u64>,
 }
 
 impl MemoryBroadcast {
@@ -52,6 +55,41 @@ impl MemoryBroadcast {
     fn max_age_micros(&self) -> u64 {
         self.policy.max_age.as_micros() as u64
     }
+
+    /// Appends and delivers; with a key already used within the history's
+    /// age, nothing but that publish's id.
+    fn append(&self, topic: &str, key: Option<&str>, payload: Bytes) -> u64 {
+        let now = now_micros();
+        let oldest_kept = now.saturating_sub(self.max_age_micros());
+        let mut topics = self.topics.lock().expect("broadcast log lock poisoned");
+        if topics.len() > SWEEP_ABOVE_TOPICS {
+            topics.retain(|_, log| log.last >= oldest_kept);
+        }
+        let log = log_of(&mut topics, topic, now);
+        if let Some(key) = key {
+            if let Some(&id) = log.keys.get(key)
+                && id >= oldest_kept
+            {
+                return id;
+            }
+            if log.keys.len() >= self.policy.max_len.max(SWEEP_ABOVE_TOPICS) {
+                log.keys.retain(|_, id| *id >= oldest_kept);
+            }
+        }
+        let id = now.max(log.last + 1);
+        log.last = id;
+        log.entries.push_back((id, payload.clone()));
+        log.trim(self.policy.max_len, oldest_kept);
+        if let Some(key) = key {
+            log.keys.insert(key.into(), id);
+        }
+        (self.deliver)(Envelope {
+            topic: log.name.clone(),
+            kind: Kind::Message { id },
+            payload,
+        });
+        id
+    }
 }
 
 impl Log {
@@ -63,6 +101,7 @@ impl Log {
             last: now,
             max_trimmed: 0,
             entries: VecDeque::new(),
+            keys: HashMap::new(),
         }
     }
 
@@ -81,23 +120,16 @@ impl Log {
 #[async_trait]
 impl Broadcast for MemoryBroadcast {
     async fn publish(&self, topic: &str, payload: Bytes) -> Result<u64, BroadcastError> {
-        let now = now_micros();
-        let oldest_kept = now.saturating_sub(self.max_age_micros());
-        let mut topics = self.topics.lock().expect("broadcast log lock poisoned");
-        if topics.len() > SWEEP_ABOVE_TOPICS {
-            topics.retain(|_, log| log.last >= oldest_kept);
-        }
-        let log = log_of(&mut topics, topic, now);
-        let id = now.max(log.last + 1);
-        log.last = id;
-        log.entries.push_back((id, payload.clone()));
-        log.trim(self.policy.max_len, oldest_kept);
-        (self.deliver)(Envelope {
-            topic: log.name.clone(),
-            kind: Kind::Message { id },
-            payload,
-        });
-        Ok(id)
+        Ok(self.append(topic, None, payload))
+    }
+
+    async fn publish_once(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Bytes,
+    ) -> Result<u64, BroadcastError> {
+        Ok(self.append(topic, Some(key), payload))
     }
 
     async fn subscribe(&self, _topic: &str) -> Result<(), BroadcastError> {
@@ -237,6 +269,19 @@ mod tests {
         assert!(r.recovered);
         assert_eq!(r.messages.iter().map(|m| m.0).collect::<Vec<_>>(), ids[2..]);
         assert_eq!(r.position, ids[4]);
+    }
+
+    #[tokio::test]
+    async fn a_key_publishes_once_per_topic() {
+        let (b, seen) = broadcast(10);
+        let first = b.publish_once("t", "k", Bytes::from("a")).await.unwrap();
+        let again = b.publish_once("t", "k", Bytes::from("b")).await.unwrap();
+        let other = b.publish_once("u", "k", Bytes::from("c")).await.unwrap();
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        assert_eq!(*seen.lock().unwrap(), [first, other]);
+        let r = b.replay("t", From::Last(10)).await.unwrap();
+        assert_eq!(r.messages, [(first, Bytes::from("a"))]);
     }
 
     #[tokio::test]

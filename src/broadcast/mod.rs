@@ -109,6 +109,17 @@ pub trait Broadcast: Send + Sync + 'static {
     /// the same.
     async fn publish(&self, topic: &str, payload: Bytes) -> Result<u64, BroadcastError>;
 
+    /// [`Broadcast::publish`] that happens once per `key` and topic within
+    /// the history's age: a repeat stores and delivers nothing and returns
+    /// the first publish's id, so a backend may retry a publish whose
+    /// answer it lost.
+    async fn publish_once(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Bytes,
+    ) -> Result<u64, BroadcastError>;
+
     /// Starts delivering the topic to this process. Counted: the backend
     /// subscription is made on the first call and kept until the matching
     /// number of [`Broadcast::unsubscribe`] calls. Returns once deliveries

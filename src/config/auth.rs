@@ -27,7 +27,7 @@ pub struct AuthArgs {
 }
 
 /// A secret kept in a file, without the newline editors and `echo` add.
-fn read_secret(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_secret(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     let mut secret =
         std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;

@@ -147,6 +147,15 @@ pub struct WsServerArgs {
     /// header (not browsers) are never refused for it.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
     pub allowed_origins: crate::ws::origins::AllowedOrigins,
+
+    /// Turns the server API on under `/api/`: every call must carry this
+    /// key (`X-API-Key` or `Authorization: apikey`). Off (404) without it.
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Read the API key from this file instead (e.g. a mounted secret).
+    #[arg(long, env = "API_KEY_FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<std::path::PathBuf>,
 }
 
 /// A feature switch.
@@ -190,7 +199,20 @@ impl WsServerArgs {
             gate: self.gate.settings(),
             redis: self.redis.settings(),
             shutdown_timeout: self.shutdown_timeout,
+            api_key: self.api_key()?,
         })
+    }
+
+    fn api_key(&self) -> anyhow::Result<Option<crate::api::ApiKey>> {
+        let key = match (&self.api_key, &self.api_key_file) {
+            (Some(key), _) => key.clone(),
+            (None, Some(path)) => String::from_utf8(auth::read_secret(path, "--api-key-file")?)
+                .map_err(|_| anyhow::anyhow!("--api-key-file must hold UTF-8 text"))?,
+            (None, None) => return Ok(None),
+        };
+        crate::api::ApiKey::new(key)
+            .map(Some)
+            .map_err(anyhow::Error::msg)
     }
 }
 

@@ -94,7 +94,7 @@ impl tonic::service::Interceptor for BearerAuth {
         let jwt = self.verifier.mode() != Mode::Off;
         let caller = match (&self.token, given) {
             (Some(expected), Some(given))
-                if constant_time_eq(given.as_bytes(), expected.as_bytes()) =>
+                if crate::auth::constant_time_eq(given.as_bytes(), expected.as_bytes()) =>
             {
                 Caller::Service
             }
@@ -115,12 +115,6 @@ impl tonic::service::Interceptor for BearerAuth {
         request.extensions_mut().insert(caller);
         Ok(request)
     }
-}
-
-/// Compares without stopping at the first difference, so response time
-/// does not reveal how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

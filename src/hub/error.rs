@@ -33,6 +33,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The token expired; the connection is closed (4001).
     TokenExpired,
+    /// A server API call without the right key (HTTP 401).
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -51,6 +53,7 @@ impl ErrorCode {
             Self::InvalidHistory => "invalid_history",
             Self::Forbidden => "forbidden",
             Self::TokenExpired => "token_expired",
+            Self::Unauthorized => "unauthorized",
         }
     }
 }

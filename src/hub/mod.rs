@@ -9,6 +9,7 @@
 //! - [`names`]: validated room and display names.
 //! - [`session`]: one client's rooms and positions.
 //! - [`rooms`]: local membership and the fan-out.
+//! - [`server`]: what a backend does with rooms, without a session.
 //! - [`wire`]: message bodies and member infos as replicas exchange them.
 //! - [`error`]: error codes and the hub's refusals.
 //! - [`metrics`]: the replica's Prometheus metrics.
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod names;
 mod repair;
 pub mod rooms;
+pub mod server;
 pub mod session;
 pub mod wire;
 
@@ -36,9 +38,8 @@ use rooms::{Mailbox, Rooms, topic};
 use session::JoinedRooms;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wire::{MemberInfo, MessageBody};
+use wire::MemberInfo;
 
 /// What the hub enforces, whatever the door.
 #[derive(Debug, Clone)]
@@ -294,27 +295,11 @@ impl Hub {
         text: &str,
     ) -> Result<u64, HubError> {
         Self::check_allowed(session, room)?;
-        let max = self.settings.max_message_bytes;
-        if text.is_empty() || text.len() > max {
-            return Err(HubError::MessageTooLong(max));
-        }
-        let timestamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let body = MessageBody {
-            room: room.as_str(),
+        let author = server::Author {
             user: &session.user,
-            name: session.name.as_ref().map(DisplayName::as_str),
-            message: text,
-            server: &self.settings.server_id,
-            timestamp: &timestamp,
+            name: session.name.as_ref(),
         };
-        let payload = serde_json::to_vec(&body).expect("message bodies always serialise");
-        let started = Instant::now();
-        let id = self.log.publish(&topic(room), payload.into()).await?;
-        self.metrics
-            .publish_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.messages_in.inc();
-        Ok(id)
+        self.publish_as(author, room, text, None).await
     }
 
     /// Infos of the room's members on every replica, for a session that may

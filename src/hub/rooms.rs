@@ -183,6 +183,18 @@ impl Rooms {
         self.lock().get(room).map_or(0, |r| r.members.len())
     }
 
+    /// Every room with local members and how many, by name.
+    pub fn counts(&self) -> Vec<(String, usize)> {
+        let mut counts: Vec<_> = self
+            .lock()
+            .iter()
+            .filter(|(_, room)| !room.members.is_empty())
+            .map(|(name, room)| (name.as_str().to_owned(), room.members.len()))
+            .collect();
+        counts.sort();
+        counts
+    }
+
     /// Hands one broadcast to every local member of its room.
     pub fn deliver(&self, envelope: Envelope) {
         let Some(name) = envelope.topic.strip_prefix(TOPIC_PREFIX) else {

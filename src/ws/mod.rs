@@ -72,6 +72,8 @@ pub struct Settings {
     pub redis: Option<RedisSettings>,
     /// How long shutdown waits for sockets to close.
     pub shutdown_timeout: Duration,
+    /// `Some`: the server API is on, behind this key.
+    pub api_key: Option<crate::api::ApiKey>,
 }
 
 /// Everything a request or connection handler may touch; cheap to clone.
@@ -104,7 +106,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState, api_key: Option<crate::api::ApiKey>) -> Router {
     // The two doors, behind the origin check.
     let doors = Router::new()
         .route("/ws", get(upgrade))
@@ -118,9 +120,14 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             check_origin,
         ));
+    let api = match api_key {
+        Some(key) => crate::api::router(state.clone(), key),
+        None => Router::new(),
+    };
     Router::new()
         .route("/", get(page))
         .merge(doors)
+        .merge(api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -168,11 +175,12 @@ pub async fn run(
     }));
     let addr = listener.local_addr()?;
     let mode = crate::redis::mode(settings.redis.as_ref());
-    tracing::info!(%addr, id = %settings.hub.server_id, mode, "ws-server listening");
+    let api = settings.api_key.is_some();
+    tracing::info!(%addr, id = %settings.hub.server_id, mode, api, "ws-server listening");
 
     crate::gate::http1::serve(
         listener,
-        app(state.clone()),
+        app(state.clone(), settings.api_key.clone()),
         gate,
         shutdown.clone(),
         settings.shutdown_timeout,

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod browser;
 pub mod chat;
 pub mod compose;
@@ -24,6 +25,8 @@ pub mod socketio;
 #[macro_use]
 pub mod topology;
 
+#[allow(unused_imports)]
+pub use api::*;
 #[allow(unused_imports)]
 pub use browser::*;
 #[allow(unused_imports)]

@@ -29,6 +29,12 @@ pub fn log(topic: &str) -> Vec<String> {
     ]
 }
 
+/// What a publish with an idempotency key left behind: its id. The topic
+/// comes first, so it is the hash tag whatever the key holds.
+pub fn idempotency(topic: &str, key: &str) -> String {
+    format!("rtchat:idem:{{{topic}}}:{key}")
+}
+
 /// Hash of a topic's present members.
 pub fn presence(topic: &str) -> String {
     format!("rtchat:presence:{{{topic}}}")
@@ -57,7 +63,8 @@ mod tests {
     fn a_topic_and_its_channel_share_one_slot() {
         let topic = "room:general";
         let slot = redis_keyslot(channel(topic).as_bytes());
-        for key in log(topic).into_iter().chain([presence(topic)]) {
+        let keys = [presence(topic), idempotency(topic, "{x}")];
+        for key in log(topic).into_iter().chain(keys) {
             assert_eq!(redis_keyslot(key.as_bytes()), slot, "{key}");
         }
         assert_eq!(slot, redis_keyslot(topic.as_bytes()));

@@ -157,16 +157,20 @@ impl RedisBroadcast {
     fn max_age_micros(&self) -> Value {
         Value::Integer(self.policy.max_age.as_micros() as i64)
     }
-}
 
-#[async_trait]
-impl Broadcast for RedisBroadcast {
-    async fn publish(&self, topic: &str, payload: Bytes) -> Result<u64, BroadcastError> {
+    /// Runs the publish script over `keys` (the log's, and maybe an
+    /// idempotency key) and waits for replicas if asked to.
+    async fn append(
+        &self,
+        topic: &str,
+        keys: Vec<String>,
+        payload: Bytes,
+    ) -> Result<u64, BroadcastError> {
         let id: Value = self
             .publish
             .evalsha_with_reload(
                 &self.client,
-                keys::log(topic),
+                keys,
                 vec![
                     Value::from(keys::channel(topic)),
                     Value::Bytes(payload),
@@ -182,6 +186,24 @@ impl Broadcast for RedisBroadcast {
             .await
             .map_err(BroadcastError::Unavailable)?;
         Ok(id)
+    }
+}
+
+#[async_trait]
+impl Broadcast for RedisBroadcast {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<u64, BroadcastError> {
+        self.append(topic, keys::log(topic), payload).await
+    }
+
+    async fn publish_once(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Bytes,
+    ) -> Result<u64, BroadcastError> {
+        let mut keys = keys::log(topic);
+        keys.push(keys::idempotency(topic, key));
+        self.append(topic, keys, payload).await
     }
 
     async fn subscribe(&self, topic: &str) -> Result<(), BroadcastError> {

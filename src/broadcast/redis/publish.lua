@@ -1,6 +1,8 @@
 -- Appends one payload to a topic's log and publishes it, atomically: Redis
 -- runs a script alone, so log order and publish order cannot differ.
--- KEYS[1] log stream, KEYS[2] log meta hash
+-- KEYS[1] log stream, KEYS[2] log meta hash, KEYS[3] (optional) the
+-- publish's idempotency key: if it holds an id, that id is the answer and
+-- nothing is stored or published
 -- ARGV[1] channel, ARGV[2] payload, ARGV[3] max length, ARGV[4] max age (us),
 -- ARGV[5] PUBLISH, or SPUBLISH on a cluster (the channel shares the keys' slot)
 --
@@ -8,6 +10,12 @@
 -- message makes five: TIME, HMGET and HSET of the meta hash, XADD and
 -- PUBLISH. The meta hash counts the stream's entries (`len`, so no XLEN)
 -- and remembers when the keys' expiry was last pushed back (`renewed`).
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then
+    return seen
+  end
+end
 local now = now_micros()
 local meta = redis.call('HMGET', KEYS[2], 'last', 'oldest', 'len', 'renewed')
 local last = tonumber(meta[1] or '0')
@@ -40,4 +48,7 @@ else
   redis.call('HSET', KEYS[2], 'last', sid, 'len', len, 'renewed', string.format('%.0f', renewed))
 end
 redis.call(ARGV[5], ARGV[1], sid .. ' ' .. ARGV[2])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], sid, 'PX', math.ceil(age / 1000))
+end
 return sid

@@ -48,6 +48,18 @@ impl Broadcast for Faulty {
         self.inner.publish(topic, payload).await
     }
 
+    async fn publish_once(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Bytes,
+    ) -> Result<u64, BroadcastError> {
+        if self.switches.fail_publish.load(Ordering::SeqCst) {
+            return Err(failure());
+        }
+        self.inner.publish_once(topic, key, payload).await
+    }
+
     async fn subscribe(&self, topic: &str) -> Result<(), BroadcastError> {
         if self.switches.fail_subscribe.load(Ordering::SeqCst) {
             return Err(failure());

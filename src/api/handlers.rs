@@ -1,0 +1,235 @@
+//! The server API's operations: parse, one hub call, the answer.
+
+use super::MAX_BODY_BYTES;
+use super::error::ApiError;
+use crate::hub::server::Author;
+use crate::hub::{DisplayName, ErrorCode, RoomName};
+use crate::ws::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// The user every API message is from; `name` sets what pages show.
+pub const API_USER: &str = "api";
+/// Longest idempotency key.
+const MAX_KEY_LEN: usize = 128;
+/// Messages a history call answers when it names no `limit`.
+const DEFAULT_HISTORY: usize = 100;
+/// Largest `limit` a history call may name (the log keeps fewer anyway).
+const MAX_LIMIT: usize = 1_000_000;
+const MAX_SINCE_DIGITS: usize = 19;
+/// Presence reads in flight while counting every room's members.
+const PRESENCE_READS: usize = 16;
+
+type Answer = Result<Json<Value>, ApiError>;
+
+/// A request body, up to [`MAX_BODY_BYTES`] (`frame_too_large`, 413,
+/// above).
+pub struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|err| match err.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::FrameTooLarge,
+                    format!("request body over {MAX_BODY_BYTES} bytes"),
+                ),
+                _ => ApiError::bad_request(err.body_text()),
+            })
+    }
+}
+
+/// The operation's JSON object, or `bad_frame`.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| ApiError::bad_request(err.to_string()))
+}
+
+fn room(state: &AppState, name: &str) -> Result<RoomName, ApiError> {
+    RoomName::parse(name, state.limits.max_room_len).map_err(ApiError::invalid_room)
+}
+
+/// Parses a stored body and adds its id, as the doors deliver it.
+fn message(id: u64, body: &[u8]) -> Value {
+    let mut value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut value {
+        fields.insert("id".into(), Value::String(id.to_string()));
+    }
+    value
+}
+
+/// A display name exactly as given: unlike a client's, an API name that
+/// starts or ends with a space is refused rather than trimmed, so the
+/// document's pattern and the server agree on every string.
+fn display_name(name: &str) -> Result<DisplayName, ApiError> {
+    let blank = |c: char| c.is_whitespace() || c.is_control() || c == '\u{feff}';
+    let refused = |why: String| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, why);
+    if name.starts_with(blank) || name.ends_with(blank) {
+        return Err(refused("name must not start or end with a space".into()));
+    }
+    DisplayName::parse(name).map_err(|e| refused(e.0))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Publish {
+    room: String,
+    message: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+pub async fn publish(State(state): State<AppState>, Body(body): Body) -> Answer {
+    let request: Publish = parse(&body)?;
+    let room = room(&state, &request.room)?;
+    let name = request.name.as_deref().map(display_name).transpose()?;
+    let key = request.idempotency_key.as_deref();
+    if let Some(key) = key
+        && (key.is_empty() || key.chars().count() > MAX_KEY_LEN)
+    {
+        return Err(ApiError::bad_request(format!(
+            "idempotency_key must be 1 to {MAX_KEY_LEN} characters"
+        )));
+    }
+    let author = Author {
+        user: API_USER,
+        name: name.as_ref(),
+    };
+    let id = state
+        .hub
+        .publish_as(author, &room, &request.message, key)
+        .await?;
+    Ok(Json(json!({"id": id.to_string()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct History {
+    room: String,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+pub async fn history(State(state): State<AppState>, Body(body): Body) -> Answer {
+    let request: History = parse(&body)?;
+    let room = room(&state, &request.room)?;
+    let since = match request.since.as_deref() {
+        None | Some("") => None,
+        // Ids have 16 digits; the document allows up to 19, all of which fit.
+        Some(since) if since.len() > MAX_SINCE_DIGITS => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidSince,
+                "`since` must be a message id",
+            ));
+        }
+        Some(since) => Some(since.parse::<u64>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidSince,
+                "`since` must be a message id",
+            )
+        })?),
+    };
+    let limit = request.limit.unwrap_or(DEFAULT_HISTORY);
+    if limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be at most {MAX_LIMIT}"
+        )));
+    }
+    let history = state.hub.history(&room, since, limit).await?;
+    let messages: Vec<Value> = history
+        .messages
+        .iter()
+        .map(|(id, body)| message(*id, body))
+        .collect();
+    let mut answer = json!({
+        "room": room.as_str(),
+        "position": history.position.to_string(),
+        "messages": messages,
+    });
+    if let Some(recovered) = history.recovered {
+        answer["recovered"] = Value::Bool(recovered);
+    }
+    Ok(Json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomOnly {
+    room: String,
+}
+
+pub async fn presence(State(state): State<AppState>, Body(body): Body) -> Answer {
+    let request: RoomOnly = parse(&body)?;
+    let room = room(&state, &request.room)?;
+    let members: Vec<Value> = state
+        .hub
+        .room_presence(&room)
+        .await?
+        .iter()
+        .filter_map(|info| serde_json::from_slice(info).ok())
+        .collect();
+    Ok(Json(json!({"room": room.as_str(), "members": members})))
+}
+
+/// An empty body or `{}`; not `[]`, which serde would take for an empty
+/// struct.
+fn parse_empty(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let fields: serde_json::Map<String, Value> = parse(body)?;
+    match fields.keys().next() {
+        None => Ok(()),
+        Some(field) => Err(ApiError::bad_request(format!("unknown field `{field}`"))),
+    }
+}
+
+/// The rooms this replica has members in, with its own member count and
+/// the count on every replica (from presence).
+pub async fn rooms(State(state): State<AppState>, Body(body): Body) -> Answer {
+    parse_empty(&body)?;
+    let hub = &state.hub;
+    let rooms = futures_util::stream::iter(hub.local_rooms())
+        .map(|(name, local)| async move {
+            let room = RoomName::parse(&name, usize::MAX).ok()?;
+            let total = hub.room_presence(&room).await.ok().map(|m| m.len());
+            Some(json!({"room": name, "local_members": local, "total_members": total}))
+        })
+        .buffered(PRESENCE_READS)
+        .filter_map(|room| async move { room })
+        .collect::<Vec<Value>>()
+        .await;
+    Ok(Json(json!({
+        "server": hub.settings().server_id,
+        "rooms": rooms,
+    })))
+}
+
+pub async fn stats(State(state): State<AppState>, Body(body): Body) -> Answer {
+    parse_empty(&body)?;
+    let stats = state.hub.stats();
+    Ok(Json(json!({
+        "server": state.hub.settings().server_id,
+        "ready": state.hub.is_ready(),
+        "connections": stats.connections,
+        "rooms": stats.rooms,
+        "messages_in": stats.messages_in,
+        "messages_out": stats.messages_out,
+    })))
+}
