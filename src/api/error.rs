@@ -40,7 +40,7 @@ impl From<HubError> for ApiError {
     fn from(err: HubError) -> Self {
         let status = match err {
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            HubError::Forbidden => StatusCode::FORBIDDEN,
+            HubError::Forbidden | HubError::ReadOnly => StatusCode::FORBIDDEN,
             HubError::TooManyRooms(_) | HubError::MessageTooLong(_) => StatusCode::BAD_REQUEST,
         };
         Self::new(status, err.code(), err.to_string())

@@ -12,6 +12,7 @@ pub mod pb;
 pub mod service;
 pub mod store;
 pub mod updates;
+pub mod users_room;
 pub mod validate;
 
 use crate::broadcast::{self, Broadcast, HistoryPolicy};
@@ -107,8 +108,14 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let users = UserServiceServer::new(UserService::new(store, broker, updates, shutdown.clone()))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let users = UserServiceServer::new(UserService::new(
+        store,
+        broker,
+        updates,
+        shutdown.clone(),
+        settings.id.clone(),
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let users = InterceptedService::new(
         users,
         auth::BearerAuth::new(token, settings.verifier.clone()),

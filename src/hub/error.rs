@@ -68,6 +68,8 @@ pub enum HubError {
     MessageTooLong(usize),
     #[error("this room is not allowed by your token")]
     Forbidden,
+    #[error("room users is read-only: the user service posts there")]
+    ReadOnly,
     #[error(transparent)]
     Unavailable(#[from] BroadcastError),
 }
@@ -77,7 +79,7 @@ impl HubError {
         match self {
             Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
             Self::MessageTooLong(_) => ErrorCode::MessageTooLong,
-            Self::Forbidden => ErrorCode::Forbidden,
+            Self::Forbidden | Self::ReadOnly => ErrorCode::Forbidden,
             Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }

@@ -41,6 +41,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 use wire::MemberInfo;
 
+/// The room the user service posts every user change to: members may
+/// read it, only the server side (the user service, the server API) posts.
+pub const USERS_ROOM: &str = "users";
+
 /// What the hub enforces, whatever the door.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
@@ -295,6 +299,9 @@ impl Hub {
         text: &str,
     ) -> Result<u64, HubError> {
         Self::check_allowed(session, room)?;
+        if room.as_str() == USERS_ROOM {
+            return Err(HubError::ReadOnly);
+        }
         let author = server::Author {
             user: &session.user,
             name: session.name.as_ref(),
