@@ -1,4 +1,4 @@
-//! Generates the gRPC code from proto/service.proto with a pure-Rust
+//! Generates the gRPC code from proto/ (service.proto, chat.proto) with a pure-Rust
 //! protobuf compiler, so building needs no `protoc` on the machine, and
 //! keeps the encoded descriptors for server reflection.
 
@@ -6,7 +6,8 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/service.proto");
-    let descriptors = protox::compile(["service.proto"], ["proto"])?;
+    println!("cargo:rerun-if-changed=proto/chat.proto");
+    let descriptors = protox::compile(["service.proto", "chat.proto"], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("userservice_descriptor.bin"),

@@ -6,14 +6,6 @@ use std::time::Duration;
 /// Every bound a chat client can run into, with its default.
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
-    /// Longest room name, in characters of [A-Za-z0-9_.:-].
-    #[arg(long, env = "MAX_ROOM_LEN", default_value_t = 128)]
-    pub max_room_len: usize,
-
-    /// Largest message text, in bytes.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4096)]
-    pub max_message_bytes: usize,
-
     /// Largest incoming WebSocket frame, in bytes; a larger frame is refused
     /// from its header, before its payload is read, and closes the socket.
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 16 * 1024)]

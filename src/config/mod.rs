@@ -15,10 +15,12 @@ use std::time::Duration;
 pub mod auth;
 pub mod gate;
 pub mod limits;
+pub mod rooms;
 
 pub use auth::{AuthArgs, TokenArgs};
 pub use gate::GateArgs;
 pub use limits::LimitArgs;
+pub use rooms::RoomArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,13 +112,8 @@ pub struct WsServerArgs {
     #[command(flatten)]
     pub auth: AuthArgs,
 
-    /// Messages kept per room for `since` recovery.
-    #[arg(long, env = "HISTORY_SIZE", default_value_t = 1000)]
-    pub history_size: usize,
-
-    /// How long a message is kept for `since` recovery.
-    #[arg(long, env = "HISTORY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub history_ttl: Duration,
+    #[command(flatten)]
+    pub rooms: RoomArgs,
 
     /// How long shutdown waits for clients to be closed before exiting anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -174,15 +171,12 @@ impl WsServerArgs {
             hub: crate::hub::HubSettings {
                 server_id: self.id.clone(),
                 max_rooms: limits.max_rooms,
-                max_message_bytes: limits.max_message_bytes,
+                max_message_bytes: self.rooms.max_message_bytes,
                 send_queue: limits.send_queue,
-                history: crate::broadcast::HistoryPolicy {
-                    max_len: self.history_size,
-                    max_age: self.history_ttl,
-                },
+                history: self.rooms.history(),
             },
             limits: crate::ws::limits::Limits {
-                max_room_len: limits.max_room_len,
+                max_room_len: self.rooms.max_room_len,
                 max_frame_bytes: limits.max_frame_bytes,
                 rate_limit: limits.rate_limit,
                 rate_burst: limits.rate_burst,
@@ -232,6 +226,11 @@ pub struct GrpcServerArgs {
     #[command(flatten)]
     pub jwt: AuthArgs,
 
+    /// The rules of the rooms its chat service and the user service post
+    /// to: the same flags, and the same values, as ws-server's.
+    #[command(flatten)]
+    pub rooms: RoomArgs,
+
     #[command(flatten)]
     pub gate: GateArgs,
 
@@ -270,6 +269,14 @@ impl GrpcServerArgs {
             verifier: self.jwt.verifier()?,
             gate: self.gate.settings(),
             id: self.id.clone(),
+            rooms: crate::hub::HubSettings {
+                server_id: self.id.clone(),
+                max_rooms: 0,
+                max_message_bytes: self.rooms.max_message_bytes,
+                send_queue: 1,
+                history: self.rooms.history(),
+            },
+            max_room_len: self.rooms.max_room_len,
             redis: self.redis.settings(),
             auth_token: self.auth_token.clone(),
             auth_token_file: self.auth_token_file.clone(),

@@ -1,5 +1,7 @@
-//! The gRPC UserService server: store, update stream, health, reflection,
-//! auth, logging, timeouts and graceful shutdown.
+//! The gRPC server: UserService (store, update stream, every change also
+//! posted to room `users`) and rtchat.v1.ChatService (the server API's
+//! room operations), with health, reflection, auth, logging, timeouts and
+//! graceful shutdown.
 //!
 //! [`run`] takes a bound listener and a shutdown token, like the ws-server.
 //! On shutdown, health turns NOT_SERVING first so balancers stop sending,
@@ -7,6 +9,7 @@
 //! `--shutdown-timeout` to finish.
 
 pub mod auth;
+pub mod chat;
 pub mod client;
 pub mod pb;
 pub mod service;
@@ -50,8 +53,12 @@ const UPDATE_HISTORY: HistoryPolicy = HistoryPolicy {
 /// What the server runs on, built from the flags by `crate::config`.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// This replica's name, for logs.
+    /// This replica's name, for logs and on what it posts to rooms.
     pub id: String,
+    /// The rooms' rules, for what the chat service and the user service
+    /// post (no sessions: grpc-server has no chat clients).
+    pub rooms: crate::hub::HubSettings,
+    pub max_room_len: usize,
     /// `None`: standalone, users in memory.
     pub redis: Option<crate::redis::RedisSettings>,
     /// Who may call with a JWT.
@@ -91,6 +98,12 @@ pub async fn run(
         Some(redis) => Arc::new(store::redis::RedisStore::connect(redis).await?),
         None => Arc::new(store::memory::MemoryStore::default()),
     };
+    let hub = crate::hub::Hub::connect(
+        settings.rooms.clone(),
+        redis.as_ref(),
+        Arc::new(crate::hub::metrics::Metrics::new()),
+    )
+    .await?;
     let updates = UpdateFeed::new();
     let broker = broadcast::connect(redis.as_ref(), UPDATE_HISTORY, updates.deliverer()).await?;
     // One subscription serves every local stream.
@@ -113,13 +126,17 @@ pub async fn run(
         broker,
         updates,
         shutdown.clone(),
-        settings.id.clone(),
+        hub.clone(),
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let users = InterceptedService::new(
-        users,
-        auth::BearerAuth::new(token, settings.verifier.clone()),
-    );
+    let bearer = auth::BearerAuth::new(token, settings.verifier.clone());
+    let users = InterceptedService::new(users, bearer.clone());
+    let chat = pb::chat::chat_service_server::ChatServiceServer::new(chat::ChatService::new(
+        hub.clone(),
+        settings.max_room_len,
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let chat = InterceptedService::new(chat, bearer);
 
     let addr = listener.local_addr()?;
     let mode = crate::redis::mode(redis.as_ref());
@@ -151,6 +168,7 @@ pub async fn run(
         .add_service(health)
         .add_service(reflection)
         .add_service(users)
+        .add_service(chat)
         .serve_with_incoming_shutdown(incoming, async move {
             stopping.cancelled().await;
             set_health(&reporter, ServingStatus::NotServing).await;

@@ -34,8 +34,8 @@ pub struct UserService {
     broker: Arc<dyn Broadcast>,
     updates: Arc<UpdateFeed>,
     shutdown: CancellationToken,
-    /// This replica's name, on the `users` room's messages.
-    server_id: String,
+    /// Where user changes are posted as chat messages (room `users`).
+    hub: Arc<crate::hub::Hub>,
 }
 
 impl UserService {
@@ -44,14 +44,14 @@ impl UserService {
         broker: Arc<dyn Broadcast>,
         updates: Arc<UpdateFeed>,
         shutdown: CancellationToken,
-        server_id: String,
+        hub: Arc<crate::hub::Hub>,
     ) -> Self {
         Self {
             store,
             broker,
             updates,
             shutdown,
-            server_id,
+            hub,
         }
     }
 
@@ -68,9 +68,7 @@ impl UserService {
             // The change itself is stored; only its announcement is lost.
             tracing::warn!(%err, action, id = user.id, "could not announce a user change");
         }
-        let text = super::users_room::text(action, user);
-        let payload = super::users_room::message(&text, &self.server_id);
-        if let Err(err) = self.broker.publish(super::users_room::TOPIC, payload).await {
+        if let Err(err) = super::users_room::post(&self.hub, action, user).await {
             tracing::warn!(%err, action, id = user.id, "could not post a user change to room users");
         }
     }

@@ -1,14 +1,10 @@
 //! Every user change as a chat message in room `users`, so people watching
 //! the chat see who was created, renamed or removed. The room is read-only
-//! to chat clients (`crate::hub::USERS_ROOM`); its history is the
-//! broadcast log's of this server (the last 100 changes of the past hour).
+//! to chat clients (`crate::hub::USERS_ROOM`).
 
 use super::pb::UserResponse;
-use crate::hub::wire::MessageBody;
-use bytes::Bytes;
-
-/// The broadcast topic of room `users`, as ws-server replicas subscribe it.
-pub const TOPIC: &str = "room:users";
+use crate::hub::server::Author;
+use crate::hub::{Hub, HubError, RoomName, USERS_ROOM};
 
 /// Who the messages are from, as chat clients show it.
 pub const AUTHOR: &str = "user-service";
@@ -23,18 +19,15 @@ pub fn text(action: &str, user: &UserResponse) -> String {
     }
 }
 
-/// The message body, in the one format every door reads.
-pub fn message(text: &str, server: &str) -> Bytes {
-    let timestamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    let body = MessageBody {
-        room: "users",
+/// Posts one change to room `users` on every replica.
+pub async fn post(hub: &Hub, action: &str, user: &UserResponse) -> Result<u64, HubError> {
+    let room = RoomName::parse(USERS_ROOM, USERS_ROOM.len()).expect("a valid room name");
+    let author = Author {
         user: AUTHOR,
         name: None,
-        message: text,
-        server,
-        timestamp: &timestamp,
     };
-    Bytes::from(serde_json::to_vec(&body).expect("message bodies always serialise"))
+    hub.publish_as(author, &room, &text(action, user), None)
+        .await
 }
 
 #[cfg(test)]
@@ -51,10 +44,5 @@ mod tests {
         };
         assert_eq!(text("created", &user), "user 3 created: Ana");
         assert_eq!(text("deleted", &user), "user 3 deleted");
-        let body: serde_json::Value =
-            serde_json::from_slice(&message("user 3 deleted", "grpc-1")).unwrap();
-        assert_eq!(body["room"], "users");
-        assert_eq!(body["user"], AUTHOR);
-        assert_eq!(body["server"], "grpc-1");
     }
 }

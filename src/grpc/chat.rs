@@ -1,0 +1,175 @@
+//! rtchat.v1.ChatService: the server API's room operations over gRPC,
+//! each one hub call. grpc-server's hub has no sessions; what it posts
+//! reaches ws-server replicas through the shared broadcast.
+
+use super::auth::{Caller, caller};
+use super::pb::chat::{
+    ChatMessage, HistoryRequest, HistoryResponse, Member, PresenceRequest, PresenceResponse,
+    PublishRequest, PublishResponse, chat_service_server,
+};
+use crate::api::handlers::API_USER;
+use crate::hub::server::Author;
+use crate::hub::{DisplayName, Hub, HubError, RoomName};
+use serde::Deserialize;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Messages a History call answers when it names no `limit`.
+const DEFAULT_HISTORY: u32 = 100;
+const MAX_KEY_LEN: usize = 128;
+
+pub struct ChatService {
+    hub: Arc<Hub>,
+    max_room_len: usize,
+}
+
+impl ChatService {
+    pub fn new(hub: Arc<Hub>, max_room_len: usize) -> Self {
+        Self { hub, max_room_len }
+    }
+
+    /// The room, if its name is valid and the caller may read it.
+    fn room<T>(&self, request: &Request<T>, name: &str) -> Result<RoomName, Status> {
+        let room =
+            RoomName::parse(name, self.max_room_len).map_err(|e| Status::invalid_argument(e.0))?;
+        if let Caller::User(identity) = caller(request)
+            && let Some(rule) = &identity.rooms
+            && !rule.allows(room.as_str())
+        {
+            return Err(Status::permission_denied(
+                "this room is not allowed by your token",
+            ));
+        }
+        Ok(room)
+    }
+}
+
+fn status(err: HubError) -> Status {
+    match err {
+        HubError::MessageTooLong(_) | HubError::TooManyRooms(_) => {
+            Status::invalid_argument(err.to_string())
+        }
+        HubError::Forbidden | HubError::ReadOnly => Status::permission_denied(err.to_string()),
+        HubError::Unavailable(_) => Status::unavailable(err.to_string()),
+    }
+}
+
+/// A stored message body, as the doors read it.
+#[derive(Deserialize)]
+struct Body {
+    room: String,
+    user: String,
+    #[serde(default)]
+    name: Option<String>,
+    message: String,
+    server: String,
+    timestamp: String,
+}
+
+fn chat_message(id: u64, raw: &[u8]) -> Option<ChatMessage> {
+    let body: Body = serde_json::from_slice(raw).ok()?;
+    Some(ChatMessage {
+        id,
+        room: body.room,
+        user: body.user,
+        name: body.name.unwrap_or_default(),
+        message: body.message,
+        server: body.server,
+        timestamp: body.timestamp,
+    })
+}
+
+#[derive(Deserialize)]
+struct Info {
+    user: String,
+    #[serde(default)]
+    name: Option<String>,
+    server: String,
+}
+
+#[tonic::async_trait]
+impl chat_service_server::ChatService for ChatService {
+    async fn publish(
+        &self,
+        request: Request<PublishRequest>,
+    ) -> Result<Response<PublishResponse>, Status> {
+        match caller(&request) {
+            Caller::Open | Caller::Service => {}
+            Caller::User(_) | Caller::Anonymous => {
+                return Err(Status::permission_denied(
+                    "Publish posts as the server: it needs the service token",
+                ));
+            }
+        }
+        let room = self.room(&request, &request.get_ref().room)?;
+        let request = request.into_inner();
+        let name = match request.name.as_str() {
+            "" => None,
+            name => Some(DisplayName::parse(name).map_err(|e| Status::invalid_argument(e.0))?),
+        };
+        let key = match request.idempotency_key.as_str() {
+            "" => None,
+            key if key.chars().count() > MAX_KEY_LEN => {
+                return Err(Status::invalid_argument(format!(
+                    "idempotency_key must be at most {MAX_KEY_LEN} characters"
+                )));
+            }
+            key => Some(key),
+        };
+        let author = Author {
+            user: API_USER,
+            name: name.as_ref(),
+        };
+        let id = self
+            .hub
+            .publish_as(author, &room, &request.message, key)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(PublishResponse { id }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<HistoryRequest>,
+    ) -> Result<Response<HistoryResponse>, Status> {
+        let room = self.room(&request, &request.get_ref().room)?;
+        let request = request.into_inner();
+        let limit = request.limit.unwrap_or(DEFAULT_HISTORY) as usize;
+        let history = self
+            .hub
+            .history(&room, request.since, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(HistoryResponse {
+            room: room.as_str().to_owned(),
+            position: history.position,
+            recovered: history.recovered,
+            messages: history
+                .messages
+                .iter()
+                .filter_map(|(id, body)| chat_message(*id, body))
+                .collect(),
+        }))
+    }
+
+    async fn presence(
+        &self,
+        request: Request<PresenceRequest>,
+    ) -> Result<Response<PresenceResponse>, Status> {
+        let room = self.room(&request, &request.get_ref().room)?;
+        let infos = self.hub.room_presence(&room).await.map_err(status)?;
+        let members = infos
+            .iter()
+            .filter_map(|info| serde_json::from_slice::<Info>(info).ok())
+            .map(|info| Member {
+                user: info.user,
+                name: info.name.unwrap_or_default(),
+                server: info.server,
+            })
+            .collect();
+        Ok(Response::new(PresenceResponse {
+            room: room.as_str().to_owned(),
+            members,
+        }))
+    }
+}
