@@ -33,7 +33,7 @@ start() {
   for i in 1 2 3; do
     local port=$prefix$i
     case $system in
-      peer) PORT=$port REDIS_URL="redis://127.0.0.1:$REDIS_PORT" SERVER_ID="server-$i" "$PEER" 2>/dev/null & ;;
+      peer) PORT=$port REDIS_URL="redis://127.0.0.1:$REDIS_PORT?protocol=resp3" SERVER_ID="server-$i" "$PEER" 2>/dev/null & ;;
       original) (cd "$ORIGINAL" && PORT=$port REDIS_URL="redis://127.0.0.1:$REDIS_PORT" SERVER_ID="server-$i" exec node server.js >/dev/null 2>&1) & ;;
     esac
     pids+=($!); ids+=($!); urls+=("ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket")
@@ -73,7 +73,7 @@ idle() {
   redis-cli -p "$REDIS_PORT" flushall >/dev/null
   case $system in
     rtchat) "$B" ws-server --listen "127.0.0.1:$port" --redis-url "redis://127.0.0.1:$REDIS_PORT" 2>/dev/null & ;;
-    peer) PORT=$port REDIS_URL="redis://127.0.0.1:$REDIS_PORT" "$PEER" 2>/dev/null & ;;
+    peer) PORT=$port REDIS_URL="redis://127.0.0.1:$REDIS_PORT?protocol=resp3" "$PEER" 2>/dev/null & ;;
     original) (cd "$ORIGINAL" && PORT=$port REDIS_URL="redis://127.0.0.1:$REDIS_PORT" exec node server.js >/dev/null 2>&1) & ;;
   esac
   P=$!; pids+=($P)

@@ -2,7 +2,8 @@
 //! socketioxide with its Redis adapter, written the way a socketioxide user
 //! would: the peer rtchat's fan-out and footprint are compared with.
 //! Environment: `PORT` (3000), `REDIS_URL` (redis://127.0.0.1:6379),
-//! `SERVER_ID` (unknown).
+//! `SERVER_ID` (unknown). The adapter needs RESP3: `?protocol=resp3` on
+//! the URL.
 
 use serde::{Deserialize, Serialize};
 use socketioxide::SocketIo;
@@ -33,7 +34,7 @@ struct Delivery<'a> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     SERVER_ID.set(env("SERVER_ID", "unknown")).ok();
-    let client = redis::Client::open(env("REDIS_URL", "redis://127.0.0.1:6379"))?;
+    let client = redis::Client::open(env("REDIS_URL", "redis://127.0.0.1:6379?protocol=resp3"))?;
     let adapter = RedisAdapterCtr::new_with_redis(&client).await?;
     let (layer, io) = SocketIo::builder()
         .with_adapter::<RedisAdapter<_>>(adapter)
