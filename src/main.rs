@@ -25,6 +25,7 @@ fn main() -> std::process::ExitCode {
             Command::WsServer(args) => rtchat::ws::serve(args).await,
             Command::GrpcServer(args) => rtchat::grpc::serve(args).await,
             Command::GrpcClient(args) => rtchat::grpc::client::run(args).await,
+            Command::Api(args) => rtchat::api::cli::run(args).await,
             Command::Bench(args) => rtchat::bench::run(args).await,
             Command::Probe(args) => rtchat::probe::run(args).await,
             Command::Token(args) => rtchat::auth::print_token(&args),

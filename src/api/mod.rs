@@ -9,7 +9,9 @@
 //!
 //! - [`handlers`]: the operations, each one hub call.
 //! - [`error`]: refusals as HTTP answers.
+//! - [`cli`]: `rtchat api`, the operations from the command line.
 
+pub mod cli;
 pub mod error;
 pub mod handlers;
 

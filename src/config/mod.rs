@@ -45,6 +45,8 @@ pub enum Command {
     GrpcServer(GrpcServerArgs),
     /// Call the gRPC UserService from the command line.
     GrpcClient(crate::grpc::client::ClientArgs),
+    /// Call the chat server's API (`--api-key`) from the command line.
+    Api(crate::api::cli::ApiArgs),
     /// Measure a running deployment (see docs/BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
     /// Health check for containers: exit 0 when an HTTP or gRPC target is ready.
@@ -243,6 +245,12 @@ pub struct GrpcServerArgs {
     #[arg(long, env = "AUTH_TOKEN_FILE", conflicts_with = "auth_token")]
     pub auth_token_file: Option<std::path::PathBuf>,
 
+    /// Comma-separated origins whose pages may call over gRPC-Web (CORS),
+    /// or `*` for any; by default only pages served under grpc-server's
+    /// own host and port. Behind Envoy, Envoy's cors filter answers instead.
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: crate::ws::origins::AllowedOrigins,
+
     /// Longest a unary call may take; the client's own deadline applies
     /// when shorter. Streams are not cut by it.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -277,6 +285,7 @@ impl GrpcServerArgs {
                 history: self.rooms.history(),
             },
             max_room_len: self.rooms.max_room_len,
+            origins: self.allowed_origins.clone(),
             redis: self.redis.settings(),
             auth_token: self.auth_token.clone(),
             auth_token_file: self.auth_token_file.clone(),

@@ -17,6 +17,7 @@ pub mod store;
 pub mod updates;
 pub mod users_room;
 pub mod validate;
+pub mod web;
 
 use crate::broadcast::{self, Broadcast, HistoryPolicy};
 use crate::config::GrpcServerArgs;
@@ -59,6 +60,8 @@ pub struct Settings {
     /// post (no sessions: grpc-server has no chat clients).
     pub rooms: crate::hub::HubSettings,
     pub max_room_len: usize,
+    /// Pages that may call over gRPC-Web.
+    pub origins: crate::ws::origins::AllowedOrigins,
     /// `None`: standalone, users in memory.
     pub redis: Option<crate::redis::RedisSettings>,
     /// Who may call with a JWT.
@@ -149,6 +152,8 @@ pub async fn run(
         crate::gate::http2::incoming(listener, crate::gate::Gate::new(settings.gate.clone()));
     let stopping = shutdown.clone();
     let server = tonic::transport::Server::builder()
+        // gRPC-Web from browsers arrives over HTTP/1.1.
+        .accept_http1(true)
         .timeout(settings.request_timeout)
         .concurrency_limit_per_connection(settings.concurrency_limit)
         .http2_keepalive_interval(Some(settings.keepalive_interval))
@@ -165,6 +170,8 @@ pub async fn run(
             .on_failure(|failure, latency: Duration, _: &tracing::Span| {
                 tracing::info!(status = %failure, latency_ms = latency.as_secs_f64() * 1000.0, "rpc failed");
             }))
+        .layer(web::cors(settings.origins.clone()))
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health)
         .add_service(reflection)
         .add_service(users)

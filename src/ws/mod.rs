@@ -53,6 +53,10 @@ const WRITE_BUFFER_BYTES: usize = 1024;
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
 const CHAT_PAGE: &str = include_str!("page.html");
+/// The users page: grpc-server's users over gRPC-Web, from wherever
+/// `?grpc=` points (grpc-server itself, or Envoy's grpc_web filter).
+const USERS_PAGE: &str = include_str!("users.html");
+const USERS_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 /// The page loads nothing from elsewhere; inline script and style only.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
@@ -126,6 +130,7 @@ pub fn app(state: AppState, api_key: Option<crate::api::ApiKey>) -> Router {
     };
     Router::new()
         .route("/", get(page))
+        .route("/users", get(users_page))
         .merge(doors)
         .merge(api)
         .route("/healthz", get(|| async { "ok" }))
@@ -202,12 +207,20 @@ pub async fn run(
 }
 
 async fn page() -> Response {
+    static_page(CHAT_PAGE, PAGE_CSP)
+}
+
+async fn users_page() -> Response {
+    static_page(USERS_PAGE, USERS_CSP)
+}
+
+fn static_page(html: &'static str, csp: &'static str) -> Response {
     (
         [
-            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+            (header::CONTENT_SECURITY_POLICY, csp),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Html(CHAT_PAGE),
+        Html(html),
     )
         .into_response()
 }

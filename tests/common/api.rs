@@ -59,3 +59,22 @@ pub async fn api_publish(base: &str, key: &str, body: Value) -> String {
     assert_eq!(status, 200, "publish refused: {answer}");
     answer["id"].as_str().unwrap().to_owned()
 }
+
+/// Runs `rtchat api --url <base> <args>` with `API_KEY` set to `key`:
+/// (exit ok, stdout, stderr).
+pub fn api_cli(base: &str, key: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut command = super::rtchat();
+    command
+        .args(["api", "--url", base, "--timeout", "3s"])
+        .args(args)
+        .env_remove("API_KEY");
+    if let Some(key) = key {
+        command.env("API_KEY", key);
+    }
+    let output = command.output().expect("rtchat binary");
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}

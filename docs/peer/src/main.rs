@@ -48,9 +48,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
-    socket.on("join_room", async |s: SocketRef<A>, Data::<String>(room)| {
-        s.join(room);
-    });
+    socket.on(
+        "join_room",
+        async |s: SocketRef<A>, Data::<String>(room)| {
+            s.join(room);
+        },
+    );
     socket.on("message", async |s: SocketRef<A>, Data::<Post>(post)| {
         let delivery = Delivery {
             user: s.id.as_str(),
