@@ -254,7 +254,7 @@ async fn the_openapi_document_matches_the_routes() {
     );
     // Every operation of the document was exercised.
     assert!(
-        stdout.contains("Tested: 5"),
+        stdout.contains("Tested: 6"),
         "not every operation was tested:\n{stdout}"
     );
 }
@@ -359,4 +359,61 @@ async fn the_chat_service_on_grpc_server_posts_to_every_replica() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+}
+
+/// `disconnect` closes every connection of one user on every replica: a
+/// native client gets close code 4002, a Socket.IO client a DISCONNECT
+/// ("io server disconnect", so it does not reconnect by itself); everyone
+/// else stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_closes_a_users_connections_on_every_replica() {
+    let redis = Redis::start();
+    let a = Process::ws_server("server-1", Some(&redis), &["--api-key", KEY]);
+    let b = Process::ws_server("server-2", Some(&redis), &[]);
+    let mut victim = Client::connect(&b.ws_url()).await;
+    victim.join("general").await;
+    let mut other = Client::connect(&b.ws_url()).await;
+    other.join("general").await;
+    let mut sio = SioClient::node(&b.http_url(""), json!({"transports": ["websocket"]}));
+    sio.next("connect").await;
+    sio.emit_with_ack("join_room", json!(["general"]));
+    sio.next("ack").await;
+    sio.emit(
+        "message",
+        json!([{"room": "general", "message": "who am I"}]),
+    );
+    let sio_user = other.messages(1).await[0]["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let disconnect = async |user: &str| {
+        let body = json!({"user": user}).to_string();
+        let (status, answer) =
+            api_post(&a.http_url("/api/disconnect"), Key::Header(KEY), &body).await;
+        assert_eq!(status, 200, "{answer}");
+    };
+    disconnect(&victim.user).await;
+    assert_eq!(victim.recv_close().await, Some(4002));
+    disconnect(&sio_user).await;
+    assert_eq!(sio.next("disconnect").await, "io server disconnect");
+    // The others stay, and nobody else was closed.
+    other.say("general", "still here").await;
+    let presence = call_presence(&a, "general").await;
+    assert_eq!(
+        presence,
+        [other.user.clone()],
+        "only the one left is present"
+    );
+}
+
+async fn call_presence(server: &Process, room: &str) -> Vec<String> {
+    let body = json!({"room": room}).to_string();
+    let (_, answer) = api_post(&server.http_url("/api/presence"), Key::Header(KEY), &body).await;
+    answer["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_str().unwrap().to_owned())
+        .collect()
 }

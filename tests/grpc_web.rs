@@ -35,7 +35,9 @@ async fn the_page_follows_users(chat: &Process, grpc_web: &str, users: &impl End
         let state = attr(&page, "#status", "data-state").await;
         let status = text(&page, "#status").await;
         assert!(
-            !["status", "fetch", "error"].iter().any(|w| status.contains(w)),
+            !["status", "fetch", "error"]
+                .iter()
+                .any(|w| status.contains(w)),
             "the page says: {status}"
         );
         (state.as_deref() == Some("subscribed")).then_some(())

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 /// The user every API message is from; `name` sets what pages show.
 pub const API_USER: &str = "api";
+/// Longest user id a disconnect names (JWT subjects included).
+const MAX_USER_LEN: usize = 256;
 /// Longest idempotency key.
 const MAX_KEY_LEN: usize = 128;
 /// Messages a history call answers when it names no `limit`.
@@ -185,6 +187,24 @@ pub async fn presence(State(state): State<AppState>, Body(body): Body) -> Answer
         .filter_map(|info| serde_json::from_slice(info).ok())
         .collect();
     Ok(Json(json!({"room": room.as_str(), "members": members})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Disconnect {
+    user: String,
+}
+
+/// Closes every connection of a user, on every replica.
+pub async fn disconnect(State(state): State<AppState>, Body(body): Body) -> Answer {
+    let request: Disconnect = parse(&body)?;
+    if request.user.is_empty() || request.user.chars().count() > MAX_USER_LEN {
+        return Err(ApiError::bad_request(format!(
+            "user must be 1 to {MAX_USER_LEN} characters"
+        )));
+    }
+    state.hub.disconnect(&request.user).await?;
+    Ok(Json(json!({"user": request.user})))
 }
 
 /// An empty body or `{}`; not `[]`, which serde would take for an empty

@@ -61,6 +61,7 @@ pub fn router(state: AppState, key: ApiKey) -> Router<AppState> {
         .route("/api/publish", post(handlers::publish))
         .route("/api/history", post(handlers::history))
         .route("/api/presence", post(handlers::presence))
+        .route("/api/disconnect", post(handlers::disconnect))
         .route("/api/rooms", post(handlers::rooms))
         .route("/api/stats", post(handlers::stats))
         .route_layer(axum::middleware::from_fn_with_state(

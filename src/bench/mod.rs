@@ -5,6 +5,7 @@
 //! percentiles, the CPU time of the server processes, and the generator's
 //! own CPU time, so a run capped by the generator is visible as such.
 
+pub mod api;
 pub mod grpc;
 pub mod log;
 pub mod trivial;
@@ -23,6 +24,8 @@ pub struct BenchArgs {
 pub enum BenchMode {
     /// WebSocket fan-out (members, publishers, rate) or idle connections.
     Ws(ws::WsBenchArgs),
+    /// Server API publishes over keep-alive connections: publishes/s, latency.
+    Api(api::ApiBenchArgs),
     /// gRPC calls at a concurrency: throughput and latency.
     Grpc(grpc::GrpcBenchArgs),
     /// The Redis log alone: publishes over many rooms, Redis CPU per message.
@@ -35,6 +38,7 @@ pub enum BenchMode {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.mode {
         BenchMode::Ws(args) => ws::run(args).await,
+        BenchMode::Api(args) => api::run(args).await,
         BenchMode::Grpc(args) => grpc::run(args).await,
         BenchMode::Log(args) => log::run(args).await,
         BenchMode::TrivialServer(args) => trivial::run(args).await,

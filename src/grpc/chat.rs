@@ -4,8 +4,8 @@
 
 use super::auth::{Caller, caller};
 use super::pb::chat::{
-    ChatMessage, HistoryRequest, HistoryResponse, Member, PresenceRequest, PresenceResponse,
-    PublishRequest, PublishResponse, chat_service_server,
+    ChatMessage, DisconnectRequest, DisconnectResponse, HistoryRequest, HistoryResponse, Member,
+    PresenceRequest, PresenceResponse, PublishRequest, PublishResponse, chat_service_server,
 };
 use crate::api::handlers::API_USER;
 use crate::hub::server::Author;
@@ -41,6 +41,16 @@ impl ChatService {
             ));
         }
         Ok(room)
+    }
+}
+
+/// Publish and Disconnect act as the server: the service token only.
+fn as_server<T>(request: &Request<T>) -> Result<(), Status> {
+    match caller(request) {
+        Caller::Open | Caller::Service => Ok(()),
+        Caller::User(_) | Caller::Anonymous => Err(Status::permission_denied(
+            "this method acts as the server: it needs the service token",
+        )),
     }
 }
 
@@ -93,14 +103,7 @@ impl chat_service_server::ChatService for ChatService {
         &self,
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
-        match caller(&request) {
-            Caller::Open | Caller::Service => {}
-            Caller::User(_) | Caller::Anonymous => {
-                return Err(Status::permission_denied(
-                    "Publish posts as the server: it needs the service token",
-                ));
-            }
-        }
+        as_server(&request)?;
         let room = self.room(&request, &request.get_ref().room)?;
         let request = request.into_inner();
         let name = match request.name.as_str() {
@@ -171,5 +174,18 @@ impl chat_service_server::ChatService for ChatService {
             room: room.as_str().to_owned(),
             members,
         }))
+    }
+
+    async fn disconnect(
+        &self,
+        request: Request<DisconnectRequest>,
+    ) -> Result<Response<DisconnectResponse>, Status> {
+        as_server(&request)?;
+        let user = request.into_inner().user;
+        if user.is_empty() {
+            return Err(Status::invalid_argument("user must not be empty"));
+        }
+        self.hub.disconnect(&user).await.map_err(status)?;
+        Ok(Response::new(DisconnectResponse {}))
     }
 }

@@ -9,6 +9,7 @@
 //! - [`names`]: validated room and display names.
 //! - [`session`]: one client's rooms and positions.
 //! - [`rooms`]: local membership and the fan-out.
+//! - [`connected`]: sessions by user, and the control topic.
 //! - [`server`]: what a backend does with rooms, without a session.
 //! - [`wire`]: message bodies and member infos as replicas exchange them.
 //! - [`error`]: error codes and the hub's refusals.
@@ -16,6 +17,7 @@
 //!
 //! The hub never waits for a client and never formats a door's frames.
 
+pub mod connected;
 pub mod error;
 pub mod metrics;
 pub mod names;
@@ -127,6 +129,7 @@ impl Hub {
             next_session: AtomicU64::new(1),
         });
         repair::spawn(&hub);
+        hub.listen_for_control();
         hub
     }
 
@@ -154,16 +157,19 @@ impl Hub {
         // 32-slot block per channel up front, ~0.7 KB per idle connection.
         let (queue, rx) = flume::bounded(self.settings.send_queue);
         let info = MemberInfo::encode(&user, name.as_ref(), &self.settings.server_id);
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let mailbox = Mailbox {
+            queue,
+            too_slow: CancellationToken::new(),
+        };
+        self.rooms.connected.add(&user, id, mailbox.clone());
         let session = Session {
-            id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            id,
             user: user.into_boxed_str(),
             name,
             info,
             allowed: None,
-            mailbox: Mailbox {
-                queue,
-                too_slow: CancellationToken::new(),
-            },
+            mailbox,
             rooms: JoinedRooms::default(),
         };
         (session, rx)
@@ -273,8 +279,9 @@ impl Hub {
         }
     }
 
-    /// Leaves every room, as a session ends.
+    /// Leaves every room, as a session ends; a disconnect no longer finds it.
     pub async fn leave_all(&self, session: &mut Session) {
+        self.rooms.connected.remove(&session.user, session.id);
         for room in session.rooms.take_all() {
             self.forget(session, &room).await;
         }

@@ -39,6 +39,10 @@ pub enum Outbound {
     Room(Arc<RoomMessage>),
     /// A presence event, for members that asked for them.
     Event(Arc<RoomEvent>),
+    /// The server disconnects this client (server API `disconnect`): the
+    /// door closes it (native close 4002, Socket.IO DISCONNECT) and it is
+    /// not recovered.
+    Disconnect,
 }
 
 /// One room message, decoded once per replica and shared by every recipient.
@@ -110,6 +114,8 @@ pub struct Rooms {
     /// A std mutex: held only for map updates and for one pass of
     /// non-blocking `try_send`s, never across an await.
     rooms: Mutex<HashMap<RoomName, Room>>,
+    /// Every session of this replica by user, in rooms or not.
+    pub(super) connected: super::connected::Connected,
     metrics: Arc<Metrics>,
 }
 
@@ -117,6 +123,7 @@ impl Rooms {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             rooms: Mutex::new(HashMap::new()),
+            connected: Default::default(),
             metrics,
         }
     }
@@ -198,6 +205,9 @@ impl Rooms {
     /// Hands one broadcast to every local member of its room.
     pub fn deliver(&self, envelope: Envelope) {
         let Some(name) = envelope.topic.strip_prefix(TOPIC_PREFIX) else {
+            if &*envelope.topic == super::connected::CONTROL_TOPIC {
+                self.connected.on_control(&envelope.payload);
+            }
             return;
         };
         let mut rooms = self.lock();
@@ -302,7 +312,7 @@ fn fan_out(name: &RoomName, room: &mut Room, kind: Kind, payload: Bytes) -> u64 
     delivered
 }
 
-fn try_queue(member: &Mailbox, item: Outbound) -> u64 {
+pub(super) fn try_queue(member: &Mailbox, item: Outbound) -> u64 {
     match member.queue.try_send(item) {
         Ok(()) => 1,
         Err(flume::TrySendError::Full(_)) => {

@@ -4,11 +4,16 @@
 //! the same rules of a room apply as to a door's client, except the token
 //! scope, which a backend does not have.
 
+use super::connected::{CONTROL_TOPIC, Control};
 use super::wire::MessageBody;
 use super::{DisplayName, Hub, HubError, RoomName, rooms::topic};
 use crate::broadcast::From;
 use bytes::Bytes;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a hub that could not subscribe the control topic tries again.
+const CONTROL_RETRY: Duration = Duration::from_secs(1);
 
 /// Who a message is from.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +113,33 @@ impl Hub {
     /// This replica's rooms with their local member counts.
     pub fn local_rooms(&self) -> Vec<(String, usize)> {
         self.rooms.counts()
+    }
+
+    /// Closes every connection of `user`, on every replica: native clients
+    /// get close code 4002, Socket.IO clients a DISCONNECT (no automatic
+    /// reconnect), and neither session is recoverable. Not a ban: the user
+    /// may connect again.
+    pub async fn disconnect(&self, user: &str) -> Result<(), HubError> {
+        let command = Control::Disconnect(user.to_owned());
+        let payload = serde_json::to_vec(&command).expect("control commands always serialise");
+        self.log.publish(CONTROL_TOPIC, payload.into()).await?;
+        Ok(())
+    }
+
+    /// Listens on the control topic, retrying until the backend answers.
+    pub(super) fn listen_for_control(self: &Arc<Self>) {
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(hub) = hub.upgrade() else { return };
+                match hub.log.subscribe(CONTROL_TOPIC).await {
+                    Ok(()) => return,
+                    Err(err) => tracing::debug!(%err, "control topic not subscribed yet"),
+                }
+                drop(hub);
+                tokio::time::sleep(CONTROL_RETRY).await;
+            }
+        });
     }
 
     pub fn stats(&self) -> Stats {

@@ -107,6 +107,8 @@ pub(super) enum End {
     ConnectTimeout,
     TooLarge,
     TokenExpired,
+    /// The server API disconnected the user: not recoverable.
+    Disconnected,
     Flood,
     Protocol(&'static str),
 }
@@ -252,6 +254,13 @@ impl Connection {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(item) = next.take() {
+            if let Outbound::Disconnect = item {
+                // Socket.IO's DISCONNECT: the client does not reconnect by
+                // itself.
+                self.feed("41".into()).await?;
+                self.flush().await?;
+                return Err(End::Disconnected);
+            }
             let socket = self.socket.as_mut().expect("queued only once connected");
             if socket.session.admit(&item)
                 && let Outbound::Room(message) = &item
@@ -318,8 +327,10 @@ impl Connection {
             let hub = self.state.hub.clone();
             hub.leave_all(&mut socket.session).await;
             match (end, &socket.pid) {
-                (End::Goodbye, Some(pid)) => self.state.sio.store.forget(pid).await,
-                (End::Goodbye, None) => {}
+                (End::Goodbye | End::Disconnected, Some(pid)) => {
+                    self.state.sio.store.forget(pid).await
+                }
+                (End::Goodbye | End::Disconnected, None) => {}
                 // The window starts now.
                 _ => save(&self.state, &socket).await,
             }
@@ -330,6 +341,7 @@ impl Connection {
             End::PingTimeout => (close::PING_TIMEOUT, "ping timeout"),
             End::TooLarge => (close::TOO_BIG, "payload too large"),
             End::TokenExpired => (close::TOKEN_EXPIRED, "token expired"),
+            End::Disconnected => (close::DISCONNECTED, "disconnected by the server"),
             End::Flood => (close::FLOOD, "too many control frames"),
             _ => (1000, "closed"),
         };

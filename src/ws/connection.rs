@@ -114,6 +114,7 @@ pub(super) enum End {
     ClientClosed,
     Shutdown,
     TokenExpired,
+    Disconnected,
     Flood,
     TooSlow,
     PingTimeout,
@@ -263,6 +264,13 @@ impl Connection {
                 let frame = match &item {
                     Outbound::Room(message) => message_frame(message),
                     Outbound::Event(event) => event_frame(event),
+                    Outbound::Disconnect => {
+                        self.flush().await?;
+                        let reason = "disconnected by the server";
+                        return Err(self
+                            .close(close::DISCONNECTED, reason, End::Disconnected)
+                            .await);
+                    }
                 };
                 self.feed(Message::Text(frame.clone())).await?;
                 written += 1;

@@ -26,6 +26,9 @@ pub mod close {
     pub const PING_TIMEOUT: u16 = 4000;
     /// The connection's token expired; reconnect with a fresh one.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// A backend disconnected this user (server API); do not reconnect by
+    /// yourself.
+    pub const DISCONNECTED: u16 = 4002;
 }
 
 /// Longest `ack` token echoed back, so a client cannot make the server

@@ -63,14 +63,21 @@ pub(super) async fn expect_frame(
     what: &str,
     matches: impl Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
-    let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
-        .await
-        .with_context(|| format!("no {what} in time"))?;
-    match frame {
-        Some(Ok(Message::Text(text))) if matches(&text) => Ok(()),
-        Some(Ok(other)) => bail!("expected {what}, got {other:?}"),
-        Some(Err(err)) => Err(err.into()),
-        None => bail!("closed before {what}"),
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .with_context(|| format!("no {what} in time"))?;
+        match frame {
+            Some(Ok(Message::Text(text))) if matches(&text) => return Ok(()),
+            // An Engine.IO ping may come first (socketioxide sends one
+            // before its CONNECT answer): answered, and the wait goes on.
+            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                ws.send(Message::text("3")).await?;
+            }
+            Some(Ok(other)) => bail!("expected {what}, got {other:?}"),
+            Some(Err(err)) => return Err(err.into()),
+            None => bail!("closed before {what}"),
+        }
     }
 }
 

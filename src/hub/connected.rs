@@ -1,0 +1,77 @@
+//! Who is connected to this replica, by user, and the control topic every
+//! replica listens on: what a server API disconnect reaches wherever the
+//! user's connections are.
+
+use super::rooms::{Mailbox, Outbound, try_queue};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The broadcast topic of commands to every replica. Not a room topic, so
+/// no room name can collide with it.
+pub const CONTROL_TOPIC: &str = "control";
+
+/// One command on [`CONTROL_TOPIC`].
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Close every connection of this user.
+    Disconnect(String),
+}
+
+/// User to the ids and mailboxes of its sessions here.
+type ByUser = HashMap<Box<str>, Vec<(u64, Mailbox)>>;
+
+#[derive(Default)]
+pub struct Connected {
+    /// A std mutex: held for a map update or one pass of `try_send`s.
+    users: Mutex<ByUser>,
+}
+
+impl Connected {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByUser> {
+        self.users.lock().expect("connected lock poisoned")
+    }
+
+    pub fn add(&self, user: &str, session: u64, mailbox: Mailbox) {
+        self.lock()
+            .entry(user.into())
+            .or_default()
+            .push((session, mailbox));
+    }
+
+    /// Forgets a session; a second call for the same one does nothing.
+    pub fn remove(&self, user: &str, session: u64) {
+        let mut users = self.lock();
+        if let Some(sessions) = users.get_mut(user) {
+            sessions.retain(|(id, _)| *id != session);
+            if sessions.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// Runs a command that came over the control topic.
+    pub fn on_control(&self, payload: &[u8]) {
+        match serde_json::from_slice(payload) {
+            Ok(Control::Disconnect(user)) => {
+                let closed = self.disconnect(&user);
+                if closed > 0 {
+                    tracing::info!(closed, "disconnected a user's connections on request");
+                }
+            }
+            Err(err) => tracing::warn!(%err, "ignoring an unknown control command"),
+        }
+    }
+
+    /// Tells every local connection of `user` to close; how many there were.
+    fn disconnect(&self, user: &str) -> usize {
+        let users = self.lock();
+        let sessions = users.get(user).map_or(&[][..], Vec::as_slice);
+        for (_, mailbox) in sessions {
+            // A full queue cancels the session as too slow: closed anyway.
+            try_queue(mailbox, Outbound::Disconnect);
+        }
+        sessions.len()
+    }
+}
