@@ -207,10 +207,10 @@ pub async fn disconnect(State(state): State<AppState>, Body(body): Body) -> Answ
     Ok(Json(json!({"user": request.user})))
 }
 
-/// An empty body or `{}`; not `[]`, which serde would take for an empty
-/// struct.
+/// No body or `{}`; not `[]`, which serde would take for an empty
+/// struct, nor blank text, which is not JSON.
 fn parse_empty(body: &[u8]) -> Result<(), ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(());
     }
     let fields: serde_json::Map<String, Value> = parse(body)?;

@@ -68,8 +68,7 @@ impl Envoy {
     }
 
     async fn try_start(config: String, port: u16, admin: u16) -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!("rtchat-envoy-{}", free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::unique_dir("envoy");
         let file = dir.join("envoy.yaml");
         std::fs::write(&file, config).unwrap();
         let child = Command::new(envoy_binary(ENVOY_VERSIONS[1]))

@@ -106,6 +106,19 @@ pub async fn wait_for<T>(
     }
 }
 
+/// A fresh, empty temporary directory for one process a test starts. Named
+/// by process id and a counter, not by a free port: a port number comes
+/// back once freed, and two servers sharing a directory share their files
+/// (a cluster node whose nodes.conf another holds exits at once).
+pub fn unique_dir(kind: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("rtchat-{kind}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -30,8 +30,7 @@ impl Nginx {
 
     /// `None` if nginx exited (its port was taken meanwhile).
     fn try_start(config: &impl Fn(u16) -> String, port: u16) -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!("rtchat-nginx-{}", free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::unique_dir("nginx");
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, config(port)).unwrap();
         let child = Command::new("nginx")

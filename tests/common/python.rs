@@ -1,14 +1,13 @@
 //! The original's Python gRPC client, run against rtchat.
 
-use super::{DEADLINE, free_port, wait_for};
+use super::{DEADLINE, wait_for};
 
 /// Runs the Python grpcio walk-through (tests/python/client.py, stubs
 /// generated from proto/ by grpcio-tools) against `addr`, changing Bob until
 /// its subscription has printed one update: (exit ok, stdout, stderr).
 pub async fn python_walk_through(addr: &str) -> (bool, String, String) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let stubs = std::env::temp_dir().join(format!("rtchat-pystubs-{}", free_port()));
-    std::fs::create_dir_all(&stubs).unwrap();
+    let stubs = super::unique_dir("pystubs");
     let generated = std::process::Command::new("python3")
         .args(["-m", "grpc_tools.protoc", "-I", &format!("{root}/proto")])
         .arg(format!("--python_out={}", stubs.display()))

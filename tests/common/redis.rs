@@ -4,7 +4,7 @@
 use super::{DEADLINE, free_port};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A private `redis-server` on a free port, without persistence.
@@ -38,12 +38,7 @@ impl Redis {
     }
 
     fn launch(extra: &[&str], sentinel: bool) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "rtchat-redis-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::unique_dir("redis");
         let mut redis = Self {
             port: 0,
             child: None,
@@ -62,7 +57,12 @@ impl Redis {
                 return redis;
             }
         }
-        panic!("could not start redis-server (is it installed? the test command installs it)");
+        let log = std::fs::read_to_string(redis.dir.join("redis.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        panic!(
+            "could not start redis-server (is it installed? the test command installs it); \
+             its last words: {tail:?}"
+        );
     }
 
     pub fn url(&self) -> String {
@@ -101,10 +101,12 @@ impl Redis {
     }
 
     fn try_launch(&mut self) -> bool {
+        // Its output, for the panic above: why a launch failed.
+        let log = std::fs::File::create(self.dir.join("redis.log")).unwrap();
         let child = self
             .command()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect(
                 "redis-server not found; run the test command from the README, which installs it",
