@@ -20,7 +20,12 @@ pub async fn subscribe(
     if sharded {
         subscriber.ssubscribe(channel).await
     } else {
-        subscriber.subscribe(channel).await
+        subscriber.subscribe(channel).await?;
+        // A barrier: Redis answers commands of one connection in order, so
+        // once this PING is answered the SUBSCRIBE has been processed and
+        // a publish made from now on (a presence event, which no log
+        // keeps) reaches this replica.
+        subscriber.ping::<Value>(None).await.map(drop)
     }
 }
 
