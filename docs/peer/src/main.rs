@@ -1,9 +1,9 @@
 //! The original chat server's two events (`join_room`, `message`) on
 //! socketioxide with its Redis adapter, written the way a socketioxide user
 //! would: the peer rtchat's fan-out and footprint are compared with.
-//! Environment: `PORT` (3000), `REDIS_URL` (redis://127.0.0.1:6379),
-//! `SERVER_ID` (unknown). The adapter needs RESP3: `?protocol=resp3` on
-//! the URL.
+//! Environment: `PORT` (3000), `REDIS_URL`
+//! (redis://127.0.0.1:6379?protocol=resp3: the adapter needs RESP3),
+//! `SERVER_ID` (unknown).
 
 use serde::{Deserialize, Serialize};
 use socketioxide::SocketIo;
