@@ -41,7 +41,9 @@ impl From<HubError> for ApiError {
         let status = match err {
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HubError::Forbidden | HubError::ReadOnly => StatusCode::FORBIDDEN,
-            HubError::TooManyRooms(_) | HubError::MessageTooLong(_) => StatusCode::BAD_REQUEST,
+            HubError::TooManyRooms(_)
+            | HubError::MessageTooLong(_)
+            | HubError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
         };
         Self::new(status, err.code(), err.to_string())
     }

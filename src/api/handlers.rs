@@ -14,14 +14,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-/// The user every API message is from; `name` sets what pages show.
-pub const API_USER: &str = "api";
 /// Longest user id a disconnect names (JWT subjects included).
 const MAX_USER_LEN: usize = 256;
-/// Longest idempotency key.
-const MAX_KEY_LEN: usize = 128;
-/// Messages a history call answers when it names no `limit`.
-const DEFAULT_HISTORY: usize = 100;
 /// Largest `limit` a history call may name (the log keeps fewer anyway).
 const MAX_LIMIT: usize = 1_000_000;
 const MAX_SINCE_DIGITS: usize = 19;
@@ -98,17 +92,7 @@ pub async fn publish(State(state): State<AppState>, Body(body): Body) -> Answer 
     let room = room(&state, &request.room)?;
     let name = request.name.as_deref().map(display_name).transpose()?;
     let key = request.idempotency_key.as_deref();
-    if let Some(key) = key
-        && (key.is_empty() || key.chars().count() > MAX_KEY_LEN)
-    {
-        return Err(ApiError::bad_request(format!(
-            "idempotency_key must be 1 to {MAX_KEY_LEN} characters"
-        )));
-    }
-    let author = Author {
-        user: API_USER,
-        name: name.as_ref(),
-    };
+    let author = Author::backend(name.as_ref());
     let id = state
         .hub
         .publish_as(author, &room, &request.message, key)
@@ -147,13 +131,12 @@ pub async fn history(State(state): State<AppState>, Body(body): Body) -> Answer 
             )
         })?),
     };
-    let limit = request.limit.unwrap_or(DEFAULT_HISTORY);
-    if limit > MAX_LIMIT {
+    if request.limit.is_some_and(|limit| limit > MAX_LIMIT) {
         return Err(ApiError::bad_request(format!(
             "limit must be at most {MAX_LIMIT}"
         )));
     }
-    let history = state.hub.history(&room, since, limit).await?;
+    let history = state.hub.history(&room, since, request.limit).await?;
     let messages: Vec<Value> = history
         .messages
         .iter()

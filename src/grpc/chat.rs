@@ -7,16 +7,11 @@ use super::pb::chat::{
     ChatMessage, DisconnectRequest, DisconnectResponse, HistoryRequest, HistoryResponse, Member,
     PresenceRequest, PresenceResponse, PublishRequest, PublishResponse, chat_service_server,
 };
-use crate::api::handlers::API_USER;
 use crate::hub::server::Author;
 use crate::hub::{DisplayName, Hub, HubError, RoomName};
 use serde::Deserialize;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
-
-/// Messages a History call answers when it names no `limit`.
-const DEFAULT_HISTORY: u32 = 100;
-const MAX_KEY_LEN: usize = 128;
 
 pub struct ChatService {
     hub: Arc<Hub>,
@@ -56,9 +51,9 @@ fn as_server<T>(request: &Request<T>) -> Result<(), Status> {
 
 fn status(err: HubError) -> Status {
     match err {
-        HubError::MessageTooLong(_) | HubError::TooManyRooms(_) => {
-            Status::invalid_argument(err.to_string())
-        }
+        HubError::MessageTooLong(_)
+        | HubError::TooManyRooms(_)
+        | HubError::InvalidIdempotencyKey(_) => Status::invalid_argument(err.to_string()),
         HubError::Forbidden | HubError::ReadOnly => Status::permission_denied(err.to_string()),
         HubError::Unavailable(_) => Status::unavailable(err.to_string()),
     }
@@ -110,19 +105,9 @@ impl chat_service_server::ChatService for ChatService {
             "" => None,
             name => Some(DisplayName::parse(name).map_err(|e| Status::invalid_argument(e.0))?),
         };
-        let key = match request.idempotency_key.as_str() {
-            "" => None,
-            key if key.chars().count() > MAX_KEY_LEN => {
-                return Err(Status::invalid_argument(format!(
-                    "idempotency_key must be at most {MAX_KEY_LEN} characters"
-                )));
-            }
-            key => Some(key),
-        };
-        let author = Author {
-            user: API_USER,
-            name: name.as_ref(),
-        };
+        // proto3: an empty key is no key.
+        let key = Some(request.idempotency_key.as_str()).filter(|k| !k.is_empty());
+        let author = Author::backend(name.as_ref());
         let id = self
             .hub
             .publish_as(author, &room, &request.message, key)
@@ -137,7 +122,7 @@ impl chat_service_server::ChatService for ChatService {
     ) -> Result<Response<HistoryResponse>, Status> {
         let room = self.room(&request, &request.get_ref().room)?;
         let request = request.into_inner();
-        let limit = request.limit.unwrap_or(DEFAULT_HISTORY) as usize;
+        let limit = request.limit.map(|limit| limit as usize);
         let history = self
             .hub
             .history(&room, request.since, limit)

@@ -66,6 +66,8 @@ pub enum HubError {
     TooManyRooms(usize),
     #[error("message must be 1 to {0} bytes")]
     MessageTooLong(usize),
+    #[error("idempotency_key must be 1 to {0} characters")]
+    InvalidIdempotencyKey(usize),
     #[error("this room is not allowed by your token")]
     Forbidden,
     #[error("room users is read-only: the user service posts there")]
@@ -79,6 +81,7 @@ impl HubError {
         match self {
             Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
             Self::MessageTooLong(_) => ErrorCode::MessageTooLong,
+            Self::InvalidIdempotencyKey(_) => ErrorCode::BadFrame,
             Self::Forbidden | Self::ReadOnly => ErrorCode::Forbidden,
             Self::Unavailable(_) => ErrorCode::Unavailable,
         }

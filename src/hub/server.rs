@@ -15,11 +15,29 @@ use std::time::{Duration, Instant};
 /// How often a hub that could not subscribe the control topic tries again.
 const CONTROL_RETRY: Duration = Duration::from_secs(1);
 
+/// The user every message a backend posts (server API, ChatService) is
+/// from; its display name says who.
+pub const BACKEND_USER: &str = "api";
+/// Longest idempotency key, in characters.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// Messages a history read answers when it names no limit.
+pub const DEFAULT_HISTORY: usize = 100;
+
 /// Who a message is from.
 #[derive(Debug, Clone, Copy)]
 pub struct Author<'a> {
     pub user: &'a str,
     pub name: Option<&'a DisplayName>,
+}
+
+impl<'a> Author<'a> {
+    /// A backend posting under a display name of its choice.
+    pub fn backend(name: Option<&'a DisplayName>) -> Self {
+        Self {
+            user: BACKEND_USER,
+            name,
+        }
+    }
 }
 
 /// A room's log as a backend reads it.
@@ -44,9 +62,10 @@ pub struct Stats {
 
 impl Hub {
     /// Publishes to every member of the room on every replica; returns the
-    /// id. With an idempotency key, a publish of the same key to the same
-    /// room within the log's keep time is stored and delivered once, and
-    /// every retry answers the first one's id.
+    /// id. With an idempotency key (1 to [`MAX_IDEMPOTENCY_KEY`]
+    /// characters), a publish of the same key to the same room within the
+    /// log's keep time is stored and delivered once, and every retry
+    /// answers the first one's id.
     pub async fn publish_as(
         &self,
         author: Author<'_>,
@@ -57,6 +76,11 @@ impl Hub {
         let max = self.settings.max_message_bytes;
         if text.is_empty() || text.len() > max {
             return Err(HubError::MessageTooLong(max));
+        }
+        if let Some(key) = idempotency_key
+            && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY)
+        {
+            return Err(HubError::InvalidIdempotencyKey(MAX_IDEMPOTENCY_KEY));
         }
         let timestamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let body = MessageBody {
@@ -83,14 +107,16 @@ impl Hub {
     }
 
     /// The room's log after `since` (or its newest `limit` messages),
-    /// at most `limit` of them.
+    /// at most `limit` ([`DEFAULT_HISTORY`] when `None`) of them.
     pub async fn history(
         &self,
         room: &RoomName,
         since: Option<u64>,
-        limit: usize,
+        limit: Option<usize>,
     ) -> Result<History, HubError> {
-        let limit = limit.min(self.settings.history.max_len);
+        let limit = limit
+            .unwrap_or(DEFAULT_HISTORY)
+            .min(self.settings.history.max_len);
         let from = match since {
             Some(since) => From::Since(since),
             None if limit > 0 => From::Last(limit),
