@@ -1,10 +1,7 @@
 //! The server API from a backend's side: JSON POSTs with or without the
 //! key, over a raw socket like `http_get`.
 
-use super::DEADLINE;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 
 /// How a call carries the key.
 #[derive(Debug, Clone, Copy)]
@@ -29,23 +26,8 @@ pub async fn api_post(url: &str, key: Key<'_>, body: &str) -> (u16, Value) {
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let host = host.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(&host).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    })
-    .await
-    .unwrap()
+    let (status, body) = super::http_exchange(host, request).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// Publishes with the right key and returns the id; panics on a refusal.

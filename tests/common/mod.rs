@@ -133,6 +133,12 @@ pub async fn http_get(url: &str) -> (u16, String) {
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    http_exchange(host, request).await
+}
+
+/// Writes a whole HTTP/1.1 request (with `Connection: close`) to `host`
+/// and reads the answer to its end: status and body.
+pub async fn http_exchange(host: &str, request: String) -> (u16, String) {
     let host = host.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(&host).unwrap();
