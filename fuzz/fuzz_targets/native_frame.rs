@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rtchat::hub::RoomRules;
 use rtchat::ws::protocol::ClientFrame;
 
 fuzz_target!(|data: &[u8]| {
@@ -10,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for max_room_len in [1, 128] {
-        if let Err(reject) = ClientFrame::parse(text, max_room_len) {
+        if let Err(reject) = ClientFrame::parse(text, &RoomRules::new(max_room_len)) {
             // The refusal itself is a frame sent back: it must serialise.
             let _ = reject.to_text();
         }

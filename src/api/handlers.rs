@@ -1,10 +1,10 @@
 //! The server API's operations: parse, one hub call, the answer.
 
+use super::ApiState;
 use super::MAX_BODY_BYTES;
 use super::error::ApiError;
-use crate::hub::server::Author;
+use crate::hub::backend::Author;
 use crate::hub::{DisplayName, ErrorCode, RoomName};
-use crate::ws::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
@@ -51,8 +51,8 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| ApiError::bad_request(err.to_string()))
 }
 
-fn room(state: &AppState, name: &str) -> Result<RoomName, ApiError> {
-    RoomName::parse(name, state.limits.max_room_len).map_err(ApiError::invalid_room)
+fn room(state: &ApiState, name: &str) -> Result<RoomName, ApiError> {
+    state.hub.rules().room(name).map_err(ApiError::invalid_room)
 }
 
 /// Parses a stored body and adds its id, as the doors deliver it.
@@ -87,7 +87,7 @@ struct Publish {
     idempotency_key: Option<String>,
 }
 
-pub async fn publish(State(state): State<AppState>, Body(body): Body) -> Answer {
+pub(super) async fn publish(State(state): State<ApiState>, Body(body): Body) -> Answer {
     let request: Publish = parse(&body)?;
     let room = room(&state, &request.room)?;
     let name = request.name.as_deref().map(display_name).transpose()?;
@@ -110,7 +110,7 @@ struct History {
     limit: Option<usize>,
 }
 
-pub async fn history(State(state): State<AppState>, Body(body): Body) -> Answer {
+pub(super) async fn history(State(state): State<ApiState>, Body(body): Body) -> Answer {
     let request: History = parse(&body)?;
     let room = room(&state, &request.room)?;
     let since = match request.since.as_deref() {
@@ -159,7 +159,7 @@ struct RoomOnly {
     room: String,
 }
 
-pub async fn presence(State(state): State<AppState>, Body(body): Body) -> Answer {
+pub(super) async fn presence(State(state): State<ApiState>, Body(body): Body) -> Answer {
     let request: RoomOnly = parse(&body)?;
     let room = room(&state, &request.room)?;
     let members: Vec<Value> = state
@@ -179,7 +179,7 @@ struct Disconnect {
 }
 
 /// Closes every connection of a user, on every replica.
-pub async fn disconnect(State(state): State<AppState>, Body(body): Body) -> Answer {
+pub(super) async fn disconnect(State(state): State<ApiState>, Body(body): Body) -> Answer {
     let request: Disconnect = parse(&body)?;
     if request.user.is_empty() || request.user.chars().count() > MAX_USER_LEN {
         return Err(ApiError::bad_request(format!(
@@ -205,7 +205,7 @@ fn parse_empty(body: &[u8]) -> Result<(), ApiError> {
 
 /// The rooms this replica has members in, with its own member count and
 /// the count on every replica (from presence).
-pub async fn rooms(State(state): State<AppState>, Body(body): Body) -> Answer {
+pub(super) async fn rooms(State(state): State<ApiState>, Body(body): Body) -> Answer {
     parse_empty(&body)?;
     let hub = &state.hub;
     let rooms = futures_util::stream::iter(hub.local_rooms())
@@ -224,7 +224,7 @@ pub async fn rooms(State(state): State<AppState>, Body(body): Body) -> Answer {
     })))
 }
 
-pub async fn stats(State(state): State<AppState>, Body(body): Body) -> Answer {
+pub(super) async fn stats(State(state): State<ApiState>, Body(body): Body) -> Answer {
     parse_empty(&body)?;
     let stats = state.hub.stats();
     Ok(Json(json!({

@@ -12,12 +12,12 @@
 //! - [`cli`]: `rtchat api`, the operations from the command line.
 
 pub mod cli;
-pub mod error;
-pub mod handlers;
+pub(crate) mod error;
+mod handlers;
 
-use crate::ws::AppState;
+use crate::hub::Hub;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -55,8 +55,19 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// What the API's handlers may touch: the hub, as a backend does, and
+/// nothing of the doors.
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) hub: Arc<Hub>,
+}
+
 /// The `/api/` routes, behind the key check.
-pub fn router(state: AppState, key: ApiKey) -> Router<AppState> {
+pub(crate) fn router<S>(state: ApiState, key: ApiKey) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ApiState: FromRef<S>,
+{
     Router::new()
         .route("/api/publish", post(handlers::publish))
         .route("/api/history", post(handlers::history))
@@ -88,7 +99,7 @@ fn given_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn check_key(
-    State((state, key)): State<(AppState, ApiKey)>,
+    State((state, key)): State<(ApiState, ApiKey)>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -101,7 +112,7 @@ async fn check_key(
                 "missing API key: send X-API-Key or Authorization: apikey"
             };
             let err = ApiError::unauthorized(why);
-            state.metrics.error(err.code);
+            state.hub.metrics().error(err.code);
             err.into_response()
         }
     }

@@ -7,7 +7,7 @@
 //! `nbf` honoured, both with a small leeway for clock skew. A token's text
 //! never reaches a log line.
 
-pub mod rooms;
+pub(crate) mod rooms;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -254,22 +254,6 @@ pub fn expiry_in(ttl: Duration) -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
-}
-
-/// `rtchat token`: prints a token signed with the configured secret.
-pub fn print_token(args: &crate::config::TokenArgs) -> anyhow::Result<()> {
-    let claims = NewToken {
-        sub: &args.sub,
-        name: args.name.as_deref(),
-        exp: expiry_in(args.ttl),
-        rooms: args.rooms.clone(),
-        scope: args.scope.as_deref(),
-    };
-    println!(
-        "{}",
-        mint(&claims, &args.secret()?).map_err(anyhow::Error::msg)?
-    );
-    Ok(())
 }
 
 /// Compares without stopping at the first difference, so response time

@@ -5,12 +5,12 @@
 //! percentiles, the CPU time of the server processes, and the generator's
 //! own CPU time, so a run capped by the generator is visible as such.
 
-pub mod api;
-pub mod grpc;
-pub mod log;
-pub mod trivial;
-pub mod usage;
-pub mod ws;
+pub(crate) mod api;
+pub(crate) mod grpc;
+pub(crate) mod log;
+pub(crate) mod trivial;
+pub(crate) mod usage;
+pub(crate) mod ws;
 
 use clap::{Args, Subcommand};
 

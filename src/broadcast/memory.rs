@@ -3,7 +3,7 @@
 
 use super::presence::PresenceMap;
 use super::{
-    Broadcast, BroadcastError, Deliver, Envelope, From, HistoryPolicy, Kind, Presence, Replay,
+    Broadcast, BroadcastError, Deliver, Envelope, From, Histories, Kind, Presence, Replay,
     now_micros,
 };
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 const SWEEP_ABOVE_TOPICS: usize = 1024;
 
 pub struct MemoryBroadcast {
-    policy: HistoryPolicy,
+    histories: Histories,
     deliver: Deliver,
     /// A std mutex: nothing is awaited while it is held, and holding it
     /// across delivery is what keeps delivery order equal to id order.
@@ -42,9 +42,9 @@ struct Log {
 }
 
 impl MemoryBroadcast {
-    pub fn new(policy: HistoryPolicy, deliver: Deliver) -> Self {
+    pub fn new(histories: impl Into<Histories>, deliver: Deliver) -> Self {
         Self {
-            policy,
+            histories: histories.into(),
             deliver,
             topics: Mutex::new(HashMap::new()),
             presence: PresenceMap::default(),
@@ -52,18 +52,21 @@ impl MemoryBroadcast {
         }
     }
 
-    fn max_age_micros(&self) -> u64 {
-        self.policy.max_age.as_micros() as u64
+    /// The oldest id a topic's log keeps at `now`.
+    fn oldest_kept(&self, topic: &str, now: u64) -> u64 {
+        let max_age = self.histories.of(topic).max_age.as_micros() as u64;
+        now.saturating_sub(max_age)
     }
 
     /// Appends and delivers; with a key already used within the history's
     /// age, nothing but that publish's id.
     fn append(&self, topic: &str, key: Option<&str>, payload: Bytes) -> u64 {
         let now = now_micros();
-        let oldest_kept = now.saturating_sub(self.max_age_micros());
+        let oldest_kept = self.oldest_kept(topic, now);
+        let max_len = self.histories.of(topic).max_len;
         let mut topics = self.topics.lock().expect("broadcast log lock poisoned");
         if topics.len() > SWEEP_ABOVE_TOPICS {
-            topics.retain(|_, log| log.last >= oldest_kept);
+            topics.retain(|name, log| log.last >= self.oldest_kept(name, now));
         }
         let log = log_of(&mut topics, topic, now);
         if let Some(key) = key {
@@ -72,14 +75,14 @@ impl MemoryBroadcast {
             {
                 return id;
             }
-            if log.keys.len() >= self.policy.max_len.max(SWEEP_ABOVE_TOPICS) {
+            if log.keys.len() >= max_len.max(SWEEP_ABOVE_TOPICS) {
                 log.keys.retain(|_, id| *id >= oldest_kept);
             }
         }
         let id = now.max(log.last + 1);
         log.last = id;
         log.entries.push_back((id, payload.clone()));
-        log.trim(self.policy.max_len, oldest_kept);
+        log.trim(max_len, oldest_kept);
         if let Some(key) = key {
             log.keys.insert(key.into(), id);
         }
@@ -140,7 +143,7 @@ impl Broadcast for MemoryBroadcast {
 
     async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError> {
         let now = now_micros();
-        let oldest_kept = now.saturating_sub(self.max_age_micros());
+        let oldest_kept = self.oldest_kept(topic, now);
         let mut topics = self.topics.lock().expect("broadcast log lock poisoned");
         if !topics.contains_key(topic) {
             log_of(&mut topics, topic, now);
@@ -152,7 +155,7 @@ impl Broadcast for MemoryBroadcast {
             });
         }
         let log = topics.get_mut(topic).expect("checked above");
-        log.trim(self.policy.max_len, oldest_kept);
+        log.trim(self.histories.of(topic).max_len, oldest_kept);
         let position = log.last;
         let messages = match from {
             From::Position => Vec::new(),

@@ -26,8 +26,8 @@
 //! Implementations must never block the caller on a subscriber: deliveries
 //! go to a synchronous [`Deliver`] callback that only queues.
 
-pub mod memory;
-pub mod presence;
+pub(crate) mod memory;
+pub(crate) mod presence;
 pub mod redis;
 
 use crate::redis::RedisSettings;
@@ -90,6 +90,40 @@ pub struct Replay {
 pub struct HistoryPolicy {
     pub max_len: usize,
     pub max_age: Duration,
+}
+
+/// How much of each topic's log is kept: one policy for every topic but
+/// the few named. A log that carries more than rooms (grpc-server's user
+/// updates beside the rooms it posts to) keeps each by its own bounds, and
+/// a room's log is trimmed by the room bounds whoever publishes to it.
+#[derive(Debug, Clone)]
+pub struct Histories {
+    default: HistoryPolicy,
+    named: Vec<(&'static str, HistoryPolicy)>,
+}
+
+impl Histories {
+    /// `topic` keeps `policy` instead of the default.
+    pub fn with(mut self, topic: &'static str, policy: HistoryPolicy) -> Self {
+        self.named.push((topic, policy));
+        self
+    }
+
+    pub fn of(&self, topic: &str) -> HistoryPolicy {
+        self.named
+            .iter()
+            .find(|(name, _)| *name == topic)
+            .map_or(self.default, |(_, policy)| *policy)
+    }
+}
+
+impl std::convert::From<HistoryPolicy> for Histories {
+    fn from(default: HistoryPolicy) -> Self {
+        Self {
+            default,
+            named: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,29 +203,56 @@ pub trait Presence: Send + Sync + 'static {
 /// settings are given, in-process otherwise.
 pub async fn connect(
     redis: Option<&RedisSettings>,
-    policy: HistoryPolicy,
+    histories: impl Into<Histories>,
     deliver: Deliver,
 ) -> anyhow::Result<Arc<dyn Broadcast>> {
+    let histories = histories.into();
     Ok(match redis {
-        Some(redis) => Arc::new(redis::RedisBroadcast::connect(redis, policy, deliver).await?),
-        None => Arc::new(memory::MemoryBroadcast::new(policy, deliver)),
+        Some(redis) => Arc::new(redis::RedisBroadcast::connect(redis, histories, deliver).await?),
+        None => Arc::new(memory::MemoryBroadcast::new(histories, deliver)),
     })
 }
 
-/// The log and presence over the same backend.
+/// The log and presence over the same backend, for a server with members:
+/// this replica's presence is kept alive (a heartbeat, and its entries put
+/// back after an outage).
 pub async fn connect_with_presence(
     redis: Option<&RedisSettings>,
-    policy: HistoryPolicy,
+    histories: impl Into<Histories>,
     deliver: Deliver,
+) -> anyhow::Result<(Arc<dyn Broadcast>, Arc<dyn Presence>)> {
+    connect_both(redis, histories.into(), deliver, true).await
+}
+
+/// The log and a presence that only reads others' members, for a server
+/// without members (grpc-server): no heartbeat, nothing kept alive, one
+/// command connection and one subscriber in all.
+pub async fn connect_with_presence_reader(
+    redis: Option<&RedisSettings>,
+    histories: impl Into<Histories>,
+    deliver: Deliver,
+) -> anyhow::Result<(Arc<dyn Broadcast>, Arc<dyn Presence>)> {
+    connect_both(redis, histories.into(), deliver, false).await
+}
+
+async fn connect_both(
+    redis: Option<&RedisSettings>,
+    histories: Histories,
+    deliver: Deliver,
+    members: bool,
 ) -> anyhow::Result<(Arc<dyn Broadcast>, Arc<dyn Presence>)> {
     Ok(match redis {
         Some(redis) => {
-            let log = Arc::new(redis::RedisBroadcast::connect(redis, policy, deliver).await?);
-            let presence = redis::RedisPresence::start(&log);
+            let log = Arc::new(redis::RedisBroadcast::connect(redis, histories, deliver).await?);
+            let presence: Arc<dyn Presence> = if members {
+                redis::RedisPresence::start(&log)
+            } else {
+                redis::RedisPresence::reader(&log)
+            };
             (log, presence)
         }
         None => {
-            let both = Arc::new(memory::MemoryBroadcast::new(policy, deliver));
+            let both = Arc::new(memory::MemoryBroadcast::new(histories, deliver));
             (both.clone(), both)
         }
     })

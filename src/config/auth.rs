@@ -27,12 +27,17 @@ pub struct AuthArgs {
 }
 
 /// A secret kept in a file, without the newline editors and `echo` add.
+/// Every secret file is read here, once, at start; an empty one is
+/// refused, whichever flag names it.
 pub(super) fn read_secret(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     let mut secret =
         std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
     while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         secret.pop();
+    }
+    if secret.is_empty() {
+        anyhow::bail!("{flag} {} is empty", path.display());
     }
     Ok(secret)
 }
@@ -103,11 +108,23 @@ pub struct TokenArgs {
 }
 
 impl TokenArgs {
-    pub fn secret(&self) -> anyhow::Result<Vec<u8>> {
+    fn secret(&self) -> anyhow::Result<Vec<u8>> {
         match (&self.jwt_secret, &self.jwt_secret_file) {
             (Some(secret), _) => Ok(secret.as_bytes().to_vec()),
             (None, Some(path)) => read_secret(path, "--jwt-secret-file"),
             (None, None) => anyhow::bail!("--jwt-secret or --jwt-secret-file is required"),
         }
+    }
+
+    /// `rtchat token`: a token signed with the configured secret.
+    pub fn mint(&self) -> anyhow::Result<String> {
+        let claims = crate::auth::NewToken {
+            sub: &self.sub,
+            name: self.name.as_deref(),
+            exp: crate::auth::expiry_in(self.ttl),
+            rooms: self.rooms.clone(),
+            scope: self.scope.as_deref(),
+        };
+        crate::auth::mint(&claims, &self.secret()?).map_err(anyhow::Error::msg)
     }
 }

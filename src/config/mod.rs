@@ -12,10 +12,10 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub mod auth;
-pub mod gate;
-pub mod limits;
-pub mod rooms;
+pub(crate) mod auth;
+pub(crate) mod gate;
+pub(crate) mod limits;
+pub(crate) mod rooms;
 
 pub use auth::{AuthArgs, TokenArgs};
 pub use gate::GateArgs;
@@ -145,7 +145,7 @@ pub struct WsServerArgs {
     /// server's own origin is always allowed; requests without an Origin
     /// header (not browsers) are never refused for it.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
-    pub allowed_origins: crate::ws::origins::AllowedOrigins,
+    pub allowed_origins: crate::gate::origins::AllowedOrigins,
 
     /// Turns the server API on under `/api/`: every call must carry this
     /// key (`X-API-Key` or `Authorization: apikey`). Off (404) without it.
@@ -166,19 +166,16 @@ pub enum Switch {
 
 impl WsServerArgs {
     /// The plain settings the server runs on (reads the JWT key file).
-    pub fn settings(&self) -> anyhow::Result<crate::ws::Settings> {
+    pub fn settings(&self) -> anyhow::Result<crate::chat_server::Settings> {
         let limits = &self.limits;
-        Ok(crate::ws::Settings {
+        Ok(crate::chat_server::Settings {
             verifier: self.auth.verifier()?,
             hub: crate::hub::HubSettings {
-                server_id: self.id.clone(),
+                rooms: self.rooms.settings(&self.id),
                 max_rooms: limits.max_rooms,
-                max_message_bytes: self.rooms.max_message_bytes,
                 send_queue: limits.send_queue,
-                history: self.rooms.history(),
             },
-            limits: crate::ws::limits::Limits {
-                max_room_len: self.rooms.max_room_len,
+            limits: crate::door::limits::Limits {
                 max_frame_bytes: limits.max_frame_bytes,
                 rate_limit: limits.rate_limit,
                 rate_burst: limits.rate_burst,
@@ -241,7 +238,8 @@ pub struct GrpcServerArgs {
     #[arg(long, env = "AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
-    /// Read the bearer token from this file instead (e.g. a mounted secret).
+    /// Read the bearer token from this file instead (e.g. a mounted secret;
+    /// a trailing newline is not part of it).
     #[arg(long, env = "AUTH_TOKEN_FILE", conflicts_with = "auth_token")]
     pub auth_token_file: Option<std::path::PathBuf>,
 
@@ -249,7 +247,7 @@ pub struct GrpcServerArgs {
     /// or `*` for any; by default only pages served under grpc-server's
     /// own host and port. Behind Envoy, Envoy's cors filter answers instead.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
-    pub allowed_origins: crate::ws::origins::AllowedOrigins,
+    pub allowed_origins: crate::gate::origins::AllowedOrigins,
 
     /// Longest a unary call may take; the client's own deadline applies
     /// when shorter. Streams are not cut by it.
@@ -271,24 +269,26 @@ pub struct GrpcServerArgs {
 }
 
 impl GrpcServerArgs {
-    /// The plain settings the server runs on (reads the JWT key file).
+    /// The plain settings the server runs on (reads the JWT key file and
+    /// the token file).
     pub fn settings(&self) -> anyhow::Result<crate::grpc::Settings> {
+        let auth_token = match (&self.auth_token, &self.auth_token_file) {
+            (Some(token), _) if token.is_empty() => anyhow::bail!("the auth token is empty"),
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(path)) => Some(
+                String::from_utf8(auth::read_secret(path, "--auth-token-file")?)
+                    .map_err(|_| anyhow::anyhow!("--auth-token-file must hold UTF-8 text"))?,
+            ),
+            (None, None) => None,
+        };
         Ok(crate::grpc::Settings {
             verifier: self.jwt.verifier()?,
             gate: self.gate.settings(),
             id: self.id.clone(),
-            rooms: crate::hub::HubSettings {
-                server_id: self.id.clone(),
-                max_rooms: 0,
-                max_message_bytes: self.rooms.max_message_bytes,
-                send_queue: 1,
-                history: self.rooms.history(),
-            },
-            max_room_len: self.rooms.max_room_len,
+            rooms: self.rooms.settings(&self.id),
             origins: self.allowed_origins.clone(),
             redis: self.redis.settings(),
-            auth_token: self.auth_token.clone(),
-            auth_token_file: self.auth_token_file.clone(),
+            auth_token,
             request_timeout: self.request_timeout,
             concurrency_limit: self.concurrency_limit,
             keepalive_interval: self.keepalive_interval,

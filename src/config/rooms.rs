@@ -24,10 +24,16 @@ pub struct RoomArgs {
 }
 
 impl RoomArgs {
-    pub fn history(&self) -> crate::broadcast::HistoryPolicy {
-        crate::broadcast::HistoryPolicy {
-            max_len: self.history_size,
-            max_age: self.history_ttl,
+    /// The rooms' settings of the replica named `server_id`.
+    pub fn settings(&self, server_id: &str) -> crate::hub::RoomSettings {
+        crate::hub::RoomSettings {
+            server_id: server_id.to_owned(),
+            rules: crate::hub::RoomRules::new(self.max_room_len),
+            max_message_bytes: self.max_message_bytes,
+            history: crate::broadcast::HistoryPolicy {
+                max_len: self.history_size,
+                max_age: self.history_ttl,
+            },
         }
     }
 }

@@ -7,7 +7,7 @@
 //! trusted proxy: a proxy does not make every client one address, and a
 //! client cannot claim another address past one.
 
-use crate::ws::limits::TokenBucket;
+use super::bucket::TokenBucket;
 use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -76,11 +76,11 @@ pub struct ClientLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
     #[error("too many connections from your address")]
-    TooMany,
+    ManyOpen,
     #[error("too many new connections from your address; slow down")]
-    TooFast,
+    NewTooFast,
     #[error("too many unfinished requests from your address")]
-    TooManyPending,
+    ManyPending,
 }
 
 struct Entry {
@@ -187,16 +187,16 @@ impl Clients {
         // a client at its open bound still gets its 429 as an answer; an
         // upgrade counts the address's pending connections as open.
         if !pending && entry.open + entry.pending >= limits.max_per_ip {
-            return Err(Refused::TooMany);
+            return Err(Refused::ManyOpen);
         }
         if pending {
             if entry.pending >= limits.max_pending_per_ip {
-                return Err(Refused::TooManyPending);
+                return Err(Refused::ManyPending);
             }
             entry.pending += 1;
         } else {
             if !entry.bucket.try_take(Instant::now()) {
-                return Err(Refused::TooFast);
+                return Err(Refused::NewTooFast);
             }
             entry.open += 1;
         }
@@ -276,7 +276,7 @@ mod tests {
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = clients.admit(a).unwrap();
         let _second = clients.admit(a).unwrap();
-        assert!(matches!(clients.admit(a), Err(Refused::TooMany)));
+        assert!(matches!(clients.admit(a), Err(Refused::ManyOpen)));
         assert!(clients.admit(b).is_ok(), "another address is counted apart");
         drop(first);
         assert!(clients.admit(a).is_ok(), "a closed one frees its place");
@@ -287,7 +287,7 @@ mod tests {
         let clients = Clients::new(slow);
         let _x = clients.admit(a).unwrap();
         let _y = clients.admit(a).unwrap();
-        assert!(matches!(clients.admit(a), Err(Refused::TooFast)));
+        assert!(matches!(clients.admit(a), Err(Refused::NewTooFast)));
     }
 
     #[test]
@@ -296,12 +296,12 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let pending = clients.arrive(a).unwrap().expect("counted");
         assert!(
-            matches!(clients.arrive(a), Err(Refused::TooManyPending)),
+            matches!(clients.arrive(a), Err(Refused::ManyPending)),
             "one pending per address here"
         );
         let open = clients.admit(a).unwrap();
         assert!(
-            matches!(clients.admit(a), Err(Refused::TooMany)),
+            matches!(clients.admit(a), Err(Refused::ManyOpen)),
             "pending and open share the address's bound"
         );
         drop(pending);

@@ -11,12 +11,16 @@
 //! immediately instead of queueing behind the kernel's backlog.
 //!
 //! - [`clients`]: the per-address counts and trusted proxies.
+//! - [`bucket`]: the token bucket behind every rate bound.
+//! - [`origins`]: which pages may connect or call (both servers).
 //! - [`http1`]: the chat server's accept loop (HTTP/1 with upgrades).
 //! - [`http2`]: the gRPC server's incoming connections.
 
-pub mod clients;
-pub mod http1;
-pub mod http2;
+pub(crate) mod bucket;
+pub(crate) mod clients;
+pub(crate) mod http1;
+pub(crate) mod http2;
+pub(crate) mod origins;
 
 use std::net::IpAddr;
 use std::sync::Arc;

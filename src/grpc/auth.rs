@@ -5,28 +5,6 @@
 
 use tonic::{Request, Status};
 
-/// Reads the token from `--auth-token` or, when given, the file named by
-/// `--auth-token-file` (trailing newline ignored).
-pub fn load_token(
-    token: Option<String>,
-    file: Option<std::path::PathBuf>,
-) -> anyhow::Result<Option<String>> {
-    use anyhow::Context;
-    let token = match file {
-        Some(path) => Some(
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read --auth-token-file {}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
-        None => token,
-    };
-    match token {
-        Some(t) if t.is_empty() => anyhow::bail!("the auth token is empty"),
-        other => Ok(other),
-    }
-}
-
 /// The scope a token needs for CreateUser, UpdateUser and DeleteUser.
 pub const WRITE_SCOPE: &str = "users:write";
 

@@ -1,5 +1,5 @@
 //! rtchat.v1.ChatService: the server API's room operations over gRPC,
-//! each one hub call. grpc-server's hub has no sessions; what it posts
+//! each one backend call. grpc-server has no sessions; what it posts
 //! reaches ws-server replicas through the shared broadcast.
 
 use super::auth::{Caller, caller};
@@ -7,33 +7,26 @@ use super::pb::chat::{
     ChatMessage, DisconnectRequest, DisconnectResponse, HistoryRequest, HistoryResponse, Member,
     PresenceRequest, PresenceResponse, PublishRequest, PublishResponse, chat_service_server,
 };
-use crate::hub::server::Author;
-use crate::hub::{DisplayName, Hub, HubError, RoomName};
+use crate::hub::backend::Author;
+use crate::hub::{Backend, DisplayName, HubError, RoomName, RoomRules};
 use serde::Deserialize;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct ChatService {
-    hub: Arc<Hub>,
-    max_room_len: usize,
+    rooms: Arc<Backend>,
 }
 
 impl ChatService {
-    pub fn new(hub: Arc<Hub>, max_room_len: usize) -> Self {
-        Self { hub, max_room_len }
+    pub fn new(rooms: Arc<Backend>) -> Self {
+        Self { rooms }
     }
 
     /// The room, if its name is valid and the caller may read it.
     fn room<T>(&self, request: &Request<T>, name: &str) -> Result<RoomName, Status> {
-        let room =
-            RoomName::parse(name, self.max_room_len).map_err(|e| Status::invalid_argument(e.0))?;
-        if let Caller::User(identity) = caller(request)
-            && let Some(rule) = &identity.rooms
-            && !rule.allows(room.as_str())
-        {
-            return Err(Status::permission_denied(
-                "this room is not allowed by your token",
-            ));
+        let room = (self.rooms.rules().room(name)).map_err(|e| Status::invalid_argument(e.0))?;
+        if let Caller::User(identity) = caller(request) {
+            RoomRules::check_token(identity.rooms.as_ref(), &room).map_err(status)?;
         }
         Ok(room)
     }
@@ -109,7 +102,7 @@ impl chat_service_server::ChatService for ChatService {
         let key = Some(request.idempotency_key.as_str()).filter(|k| !k.is_empty());
         let author = Author::backend(name.as_ref());
         let id = self
-            .hub
+            .rooms
             .publish_as(author, &room, &request.message, key)
             .await
             .map_err(status)?;
@@ -124,7 +117,7 @@ impl chat_service_server::ChatService for ChatService {
         let request = request.into_inner();
         let limit = request.limit.map(|limit| limit as usize);
         let history = self
-            .hub
+            .rooms
             .history(&room, request.since, limit)
             .await
             .map_err(status)?;
@@ -145,7 +138,7 @@ impl chat_service_server::ChatService for ChatService {
         request: Request<PresenceRequest>,
     ) -> Result<Response<PresenceResponse>, Status> {
         let room = self.room(&request, &request.get_ref().room)?;
-        let infos = self.hub.room_presence(&room).await.map_err(status)?;
+        let infos = self.rooms.room_presence(&room).await.map_err(status)?;
         let members = infos
             .iter()
             .filter_map(|info| serde_json::from_slice::<Info>(info).ok())
@@ -170,7 +163,7 @@ impl chat_service_server::ChatService for ChatService {
         if user.is_empty() {
             return Err(Status::invalid_argument("user must not be empty"));
         }
-        self.hub.disconnect(&user).await.map_err(status)?;
+        self.rooms.disconnect(&user).await.map_err(status)?;
         Ok(Response::new(DisconnectResponse {}))
     }
 }

@@ -8,19 +8,19 @@
 //! update streams end cleanly, and in-flight calls get until
 //! `--shutdown-timeout` to finish.
 
-pub mod auth;
-pub mod chat;
+pub(crate) mod auth;
+pub(crate) mod chat;
 pub mod client;
 pub mod pb;
-pub mod service;
-pub mod store;
-pub mod updates;
-pub mod users_room;
-pub mod validate;
-pub mod web;
+pub(crate) mod service;
+pub(crate) mod store;
+pub(crate) mod updates;
+pub(crate) mod users_room;
+pub(crate) mod validate;
+pub(crate) mod web;
 
-use crate::broadcast::{self, Broadcast, HistoryPolicy};
-use crate::config::GrpcServerArgs;
+use crate::broadcast::{self, Broadcast, Histories, HistoryPolicy};
+use crate::hub::{Backend, RoomSettings};
 use anyhow::Context;
 use pb::user_service_server::UserServiceServer;
 use service::UserService;
@@ -58,19 +58,17 @@ pub struct Settings {
     pub id: String,
     /// The rooms' rules, for what the chat service and the user service
     /// post (no sessions: grpc-server has no chat clients).
-    pub rooms: crate::hub::HubSettings,
-    pub max_room_len: usize,
+    pub rooms: RoomSettings,
     /// Pages that may call over gRPC-Web.
-    pub origins: crate::ws::origins::AllowedOrigins,
+    pub origins: crate::gate::origins::AllowedOrigins,
     /// `None`: standalone, users in memory.
     pub redis: Option<crate::redis::RedisSettings>,
     /// Who may call with a JWT.
     pub verifier: crate::auth::Verifier,
     /// Bounds before a connection is served, and per client address.
     pub gate: crate::gate::GateSettings,
-    /// The static bearer token, or the file it is read from at start.
+    /// The static bearer token services call with.
     pub auth_token: Option<String>,
-    pub auth_token_file: Option<std::path::PathBuf>,
     /// Longest a unary call may take.
     pub request_timeout: Duration,
     /// Calls served at once per client connection.
@@ -81,34 +79,31 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
 }
 
-pub async fn serve(args: GrpcServerArgs) -> anyhow::Result<()> {
-    let settings = args.settings()?;
-    let listener = crate::process::listen(args.listen).await?;
-    run(listener, settings, crate::shutdown::on_signal()).await
-}
-
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let token = auth::load_token(
-        settings.auth_token.clone(),
-        settings.auth_token_file.clone(),
-    )?;
     let redis = settings.redis.clone();
     let store: Arc<dyn UserStore> = match &redis {
         Some(redis) => Arc::new(store::redis::RedisStore::connect(redis).await?),
         None => Arc::new(store::memory::MemoryStore::default()),
     };
-    let hub = crate::hub::Hub::connect(
-        settings.rooms.clone(),
-        redis.as_ref(),
-        Arc::new(crate::hub::metrics::Metrics::new()),
-    )
-    .await?;
+    // One log for the user updates and the rooms it posts to, each topic
+    // trimmed by its own bounds; presence is only read (no members here,
+    // so no heartbeat).
     let updates = UpdateFeed::new();
-    let broker = broadcast::connect(redis.as_ref(), UPDATE_HISTORY, updates.deliverer()).await?;
+    let histories =
+        Histories::from(settings.rooms.history).with(updates::UPDATES_TOPIC, UPDATE_HISTORY);
+    let (broker, presence) =
+        broadcast::connect_with_presence_reader(redis.as_ref(), histories, updates.deliverer())
+            .await?;
+    let rooms = Arc::new(Backend::new(
+        settings.rooms.clone(),
+        broker.clone(),
+        presence,
+        Arc::new(crate::hub::metrics::Metrics::new()),
+    ));
     // One subscription serves every local stream.
     updates.spawn(broker.clone(), shutdown.clone());
 
@@ -129,16 +124,13 @@ pub async fn run(
         broker,
         updates,
         shutdown.clone(),
-        hub.clone(),
+        rooms.clone(),
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let bearer = auth::BearerAuth::new(token, settings.verifier.clone());
+    let bearer = auth::BearerAuth::new(settings.auth_token.clone(), settings.verifier.clone());
     let users = InterceptedService::new(users, bearer.clone());
-    let chat = pb::chat::chat_service_server::ChatServiceServer::new(chat::ChatService::new(
-        hub.clone(),
-        settings.max_room_len,
-    ))
-    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let chat = pb::chat::chat_service_server::ChatServiceServer::new(chat::ChatService::new(rooms))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
     let chat = InterceptedService::new(chat, bearer);
 
     let addr = listener.local_addr()?;

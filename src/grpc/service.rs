@@ -35,7 +35,7 @@ pub struct UserService {
     updates: Arc<UpdateFeed>,
     shutdown: CancellationToken,
     /// Where user changes are posted as chat messages (room `users`).
-    hub: Arc<crate::hub::Hub>,
+    rooms: Arc<crate::hub::Backend>,
 }
 
 impl UserService {
@@ -44,14 +44,14 @@ impl UserService {
         broker: Arc<dyn Broadcast>,
         updates: Arc<UpdateFeed>,
         shutdown: CancellationToken,
-        hub: Arc<crate::hub::Hub>,
+        rooms: Arc<crate::hub::Backend>,
     ) -> Self {
         Self {
             store,
             broker,
             updates,
             shutdown,
-            hub,
+            rooms,
         }
     }
 
@@ -68,7 +68,7 @@ impl UserService {
             // The change itself is stored; only its announcement is lost.
             tracing::warn!(%err, action, id = user.id, "could not announce a user change");
         }
-        if let Err(err) = super::users_room::post(&self.hub, action, user).await {
+        if let Err(err) = super::users_room::post(&self.rooms, action, user).await {
             tracing::warn!(%err, action, id = user.id, "could not post a user change to room users");
         }
     }

@@ -3,8 +3,8 @@
 //! to chat clients (`crate::hub::USERS_ROOM`).
 
 use super::pb::UserResponse;
-use crate::hub::server::Author;
-use crate::hub::{Hub, HubError, RoomName, USERS_ROOM};
+use crate::hub::backend::Author;
+use crate::hub::{Backend, HubError, RoomRules};
 
 /// Who the messages are from, as chat clients show it.
 pub const AUTHOR: &str = "user-service";
@@ -20,13 +20,14 @@ pub fn text(action: &str, user: &UserResponse) -> String {
 }
 
 /// Posts one change to room `users` on every replica.
-pub async fn post(hub: &Hub, action: &str, user: &UserResponse) -> Result<u64, HubError> {
-    let room = RoomName::parse(USERS_ROOM, USERS_ROOM.len()).expect("a valid room name");
+pub async fn post(rooms: &Backend, action: &str, user: &UserResponse) -> Result<u64, HubError> {
+    let room = RoomRules::users_room();
     let author = Author {
         user: AUTHOR,
         name: None,
     };
-    hub.publish_as(author, &room, &text(action, user), None)
+    rooms
+        .publish_as(author, &room, &text(action, user), None)
         .await
 }
 

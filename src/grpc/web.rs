@@ -1,7 +1,7 @@
 //! gRPC-Web for browsers: tonic-web translates it, and CORS lets the pages
 //! of `--allowed-origins` call (the same list and rules as ws-server's).
 
-use crate::ws::origins::AllowedOrigins;
+use crate::gate::origins::AllowedOrigins;
 use axum::http::{HeaderName, Method, header};
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};

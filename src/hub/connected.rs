@@ -1,23 +1,11 @@
-//! Who is connected to this replica, by user, and the control topic every
-//! replica listens on: what a server API disconnect reaches wherever the
-//! user's connections are.
+//! Who is connected to this replica, by user, and what the commands of
+//! the control topic do to them: a server API disconnect reaches the
+//! user's connections wherever they are.
 
-use super::rooms::{Mailbox, Outbound, try_queue};
-use serde::{Deserialize, Serialize};
+use super::backend::Control;
+use super::mailbox::{Mailbox, Outbound, try_queue};
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// The broadcast topic of commands to every replica. Not a room topic, so
-/// no room name can collide with it.
-pub const CONTROL_TOPIC: &str = "control";
-
-/// One command on [`CONTROL_TOPIC`].
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Control {
-    /// Close every connection of this user.
-    Disconnect(String),
-}
 
 /// User to the ids and mailboxes of its sessions here.
 type ByUser = HashMap<Box<str>, Vec<(u64, Mailbox)>>;

@@ -6,60 +6,71 @@
 //! (so nothing published in between is missed); every step undone when a
 //! later one fails; presence; the read-back after an outage.
 //!
+//! The hub is a [`Backend`] (the shared log and presence: publish,
+//! history, commands) with sessions on top; it dereferences to it, so a
+//! front end that holds a hub can do everything a backend does.
+//!
 //! - [`names`]: validated room and display names.
+//! - [`rules`]: which names are rooms, which a token allows, which are
+//!   read-only; for every front end.
+//! - [`backend`]: rooms without sessions (grpc-server runs on this alone).
 //! - [`session`]: one client's rooms and positions.
+//! - [`mailbox`]: a session's queue and what it holds.
 //! - [`rooms`]: local membership and the fan-out.
-//! - [`connected`]: sessions by user, and the control topic.
-//! - [`server`]: what a backend does with rooms, without a session.
+//! - [`connected`]: sessions by user, and what commands do to them.
+//! - [`local`]: what this replica holds, where deliveries land.
 //! - [`wire`]: message bodies and member infos as replicas exchange them.
 //! - [`error`]: error codes and the hub's refusals.
 //! - [`metrics`]: the replica's Prometheus metrics.
 //!
 //! The hub never waits for a client and never formats a door's frames.
 
-pub mod connected;
-pub mod error;
-pub mod metrics;
-pub mod names;
+pub(crate) mod backend;
+pub(crate) mod connected;
+pub(crate) mod error;
+pub(crate) mod local;
+pub(crate) mod mailbox;
+pub(crate) mod metrics;
+pub(crate) mod names;
 mod repair;
-pub mod rooms;
-pub mod server;
-pub mod session;
-pub mod wire;
+pub(crate) mod rooms;
+pub(crate) mod rules;
+pub(crate) mod session;
+pub(crate) mod wire;
 
+pub use backend::{Backend, RoomSettings};
 pub use error::{ErrorCode, HubError};
+pub use mailbox::{Outbound, RoomEvent, RoomMessage};
 pub use names::{DisplayName, NameError, RoomName};
-pub use rooms::{Outbound, RoomEvent, RoomMessage};
+pub use rules::{RoomRules, USERS_ROOM};
 pub use session::Session;
 
-use crate::broadcast::{self, Broadcast, From, HistoryPolicy, Presence};
+use crate::broadcast::{self, Broadcast, From, Presence};
 use crate::redis::RedisSettings;
+use backend::{CONTROL_TOPIC, topic};
 use bytes::Bytes;
+use local::{Local, Stats};
+use mailbox::Mailbox;
 use metrics::Metrics;
-use rooms::{Mailbox, Rooms, topic};
 use session::JoinedRooms;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::MemberInfo;
 
-/// The room the user service posts every user change to: members may
-/// read it, only the server side (the user service, the server API) posts.
-pub const USERS_ROOM: &str = "users";
+/// How often a hub that could not subscribe the control topic tries again.
+const CONTROL_RETRY: Duration = Duration::from_secs(1);
 
 /// What the hub enforces, whatever the door.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
-    /// This replica's name, stamped on every message it accepts.
-    pub server_id: String,
+    /// What rooms follow with or without sessions.
+    pub rooms: RoomSettings,
     /// Rooms one session may be in at once.
     pub max_rooms: usize,
-    /// Largest message text, in bytes.
-    pub max_message_bytes: usize,
     /// Items queued for a session before it is cancelled as too slow.
     pub send_queue: usize,
-    /// How much of each room's log is kept, for `since` and `history`.
-    pub history: HistoryPolicy,
 }
 
 /// What a join asks for besides membership.
@@ -89,61 +100,60 @@ pub struct Joined {
 }
 
 pub struct Hub {
-    settings: HubSettings,
-    rooms: Arc<Rooms>,
-    log: Arc<dyn Broadcast>,
-    presence: Arc<dyn Presence>,
-    metrics: Arc<Metrics>,
+    backend: Backend,
+    max_rooms: usize,
+    send_queue: usize,
+    local: Arc<Local>,
     next_session: AtomicU64,
+}
+
+impl std::ops::Deref for Hub {
+    type Target = Backend;
+    fn deref(&self) -> &Backend {
+        &self.backend
+    }
 }
 
 impl Hub {
     /// Connects the log and presence (Redis when settings are given,
-    /// in-process otherwise) and starts the outage repairs.
+    /// in-process otherwise), keeps this replica's presence alive and
+    /// starts the outage repairs.
     pub async fn connect(
         settings: HubSettings,
         redis: Option<&RedisSettings>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Self>> {
-        let rooms = Arc::new(Rooms::new(metrics.clone()));
+        let local = Local::new(metrics.clone());
         let (log, presence) =
-            broadcast::connect_with_presence(redis, settings.history, rooms.deliverer()).await?;
-        Ok(Self::new(settings, rooms, log, presence, metrics))
+            broadcast::connect_with_presence(redis, settings.rooms.history, local.deliverer())
+                .await?;
+        Ok(Self::new(settings, local, log, presence, metrics))
     }
 
     /// A hub over backends built by the caller, which must deliver to
-    /// `rooms` (see [`Rooms::deliverer`]).
+    /// `local` (see [`Local::deliverer`]).
     pub fn new(
         settings: HubSettings,
-        rooms: Arc<Rooms>,
+        local: Arc<Local>,
         log: Arc<dyn Broadcast>,
         presence: Arc<dyn Presence>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let hub = Arc::new(Self {
-            settings,
-            rooms,
-            log,
-            presence,
-            metrics,
+            backend: Backend::new(settings.rooms, log, presence, metrics),
+            max_rooms: settings.max_rooms,
+            send_queue: settings.send_queue,
+            local,
             next_session: AtomicU64::new(1),
         });
         repair::spawn(&hub);
-        hub.listen_for_control();
+        listen_for_control(&hub);
         hub
     }
 
-    pub fn settings(&self) -> &HubSettings {
-        &self.settings
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// True while joins and publishes can succeed.
-    pub fn is_ready(&self) -> bool {
-        self.log.is_ready()
+    /// Items queued for a session before it is cancelled as too slow.
+    pub fn send_queue(&self) -> usize {
+        self.send_queue
     }
 
     /// A new session and the receiving end of its queue, which its door
@@ -155,14 +165,14 @@ impl Hub {
     ) -> (Session, flume::Receiver<Outbound>) {
         // flume grows its queue as items arrive; tokio's mpsc allocates a
         // 32-slot block per channel up front, ~0.7 KB per idle connection.
-        let (queue, rx) = flume::bounded(self.settings.send_queue);
-        let info = MemberInfo::encode(&user, name.as_ref(), &self.settings.server_id);
+        let (queue, rx) = flume::bounded(self.send_queue);
+        let info = MemberInfo::encode(&user, name.as_ref(), &self.settings().server_id);
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let mailbox = Mailbox {
             queue,
             too_slow: CancellationToken::new(),
         };
-        self.rooms.connected.add(&user, id, mailbox.clone());
+        self.local.connected.add(&user, id, mailbox.clone());
         let session = Session {
             id,
             user: user.into_boxed_str(),
@@ -175,14 +185,6 @@ impl Hub {
         (session, rx)
     }
 
-    /// Refuses a room the session's token does not name.
-    fn check_allowed(session: &Session, room: &RoomName) -> Result<(), HubError> {
-        match &session.allowed {
-            Some(rule) if !rule.allows(room.as_str()) => Err(HubError::Forbidden),
-            _ => Ok(()),
-        }
-    }
-
     /// Joins a room (or, when already in it, replays and turns events on).
     /// On error nothing changed: no membership, subscription or presence.
     pub async fn join(
@@ -191,23 +193,26 @@ impl Hub {
         room: &RoomName,
         request: JoinRequest,
     ) -> Result<Joined, HubError> {
-        Self::check_allowed(session, room)?;
+        RoomRules::check_token(session.allowed.as_deref(), room)?;
         let topic = topic(room);
         let existing = session.rooms.find(room.as_str()).cloned();
         let is_new = existing.is_none();
         let name = match existing {
             Some(name) => name,
             None => {
-                let max = self.settings.max_rooms;
+                let max = self.max_rooms;
                 if session.rooms.len() >= max {
                     return Err(HubError::TooManyRooms(max));
                 }
                 // Member first, then subscribe, then read the log: anything
                 // published after the read is already on its way to the
                 // queue, so nothing falls in between.
-                let name = self.rooms.join(room, session.id, session.mailbox.clone());
+                let name = self
+                    .local
+                    .rooms
+                    .join(room, session.id, session.mailbox.clone());
                 if let Err(err) = self.log.subscribe(&topic).await {
-                    self.rooms.leave(&name, session.id);
+                    self.local.rooms.leave(&name, session.id);
                     return Err(err.into());
                 }
                 name
@@ -215,14 +220,14 @@ impl Hub {
         };
         let from = match (request.since, request.history) {
             (Some(since), _) => From::Since(since),
-            (None, Some(n)) if n > 0 => From::Last(n.min(self.settings.history.max_len)),
+            (None, Some(n)) if n > 0 => From::Last(n.min(self.settings().history.max_len)),
             _ => From::Position,
         };
         let replay = match self.log.replay(&topic, from).await {
             Ok(replay) => replay,
             Err(err) => {
                 if is_new {
-                    self.rooms.leave(&name, session.id);
+                    self.local.rooms.leave(&name, session.id);
                     self.log.unsubscribe(&topic).await;
                 }
                 return Err(err.into());
@@ -231,12 +236,14 @@ impl Hub {
         if is_new {
             session.rooms.insert(name.clone());
             session.set_joined_at(&name, replay.position);
-            self.rooms.note_position(&name, replay.position);
+            self.local.rooms.note_position(&name, replay.position);
         }
         if request.presence {
             // Before the presence entry below, so a watcher sees its own
             // member_joined first.
-            self.rooms.watch(&name, session.id, session.mailbox.clone());
+            self.local
+                .rooms
+                .watch(&name, session.id, session.mailbox.clone());
             session.rooms.get_mut(&name).expect("joined above").events = true;
         }
         if is_new {
@@ -281,7 +288,7 @@ impl Hub {
 
     /// Leaves every room, as a session ends; a disconnect no longer finds it.
     pub async fn leave_all(&self, session: &mut Session) {
-        self.rooms.connected.remove(&session.user, session.id);
+        self.local.connected.remove(&session.user, session.id);
         for room in session.rooms.take_all() {
             self.forget(session, &room).await;
         }
@@ -290,7 +297,7 @@ impl Hub {
     /// Undoes a join: local membership, subscription and presence.
     async fn forget(&self, session: &Session, room: &RoomName) {
         let topic = topic(room);
-        self.rooms.leave(room, session.id);
+        self.local.rooms.leave(room, session.id);
         if let Err(err) = self.presence.presence_remove(&topic, &session.user).await {
             tracing::debug!(%err, %room, "could not announce leaving");
         }
@@ -305,11 +312,9 @@ impl Hub {
         room: &RoomName,
         text: &str,
     ) -> Result<u64, HubError> {
-        Self::check_allowed(session, room)?;
-        if room.as_str() == USERS_ROOM {
-            return Err(HubError::ReadOnly);
-        }
-        let author = server::Author {
+        RoomRules::check_token(session.allowed.as_deref(), room)?;
+        RoomRules::check_client_post(room)?;
+        let author = backend::Author {
             user: &session.user,
             name: session.name.as_ref(),
         };
@@ -323,14 +328,46 @@ impl Hub {
         session: &Session,
         room: &RoomName,
     ) -> Result<Vec<Bytes>, HubError> {
-        Self::check_allowed(session, room)?;
+        RoomRules::check_token(session.allowed.as_deref(), room)?;
         Ok(self.presence.presence(&topic(room)).await?)
     }
 
     /// Local members of a room on this replica.
     pub fn local_members(&self, room: &str) -> usize {
-        self.rooms.members(room)
+        self.local.rooms.members(room)
     }
+
+    /// This replica's rooms with their local member counts.
+    pub fn local_rooms(&self) -> Vec<(String, usize)> {
+        self.local.rooms.counts()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let metrics = self.metrics();
+        Stats {
+            connections: metrics.connections.get(),
+            rooms: metrics.rooms.get(),
+            messages_in: metrics.messages_in.get(),
+            messages_out: metrics.messages_out.get(),
+        }
+    }
+}
+
+/// Listens on the control topic, retrying until the backend answers: only
+/// a server with sessions has anything for its commands to act on.
+fn listen_for_control(hub: &Arc<Hub>) {
+    let hub = Arc::downgrade(hub);
+    tokio::spawn(async move {
+        loop {
+            let Some(hub) = hub.upgrade() else { return };
+            match hub.log.subscribe(CONTROL_TOPIC).await {
+                Ok(()) => return,
+                Err(err) => tracing::debug!(%err, "control topic not subscribed yet"),
+            }
+            drop(hub);
+            tokio::time::sleep(CONTROL_RETRY).await;
+        }
+    });
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! the live traffic held meanwhile.
 
 use super::Hub;
-use super::rooms::topic;
+use super::backend::topic;
 use crate::broadcast::From;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ pub(super) fn spawn(hub: &Arc<Hub>) {
 }
 
 pub(super) async fn repair(hub: &Hub) {
-    for (room, after) in hub.rooms.begin_repair() {
+    for (room, after) in hub.local.rooms.begin_repair() {
         let missed = match hub.log.replay(&topic(&room), From::Since(after)).await {
             Ok(replay) if replay.recovered => replay.messages,
             Ok(_) => {
@@ -35,6 +35,6 @@ pub(super) async fn repair(hub: &Hub) {
         if !missed.is_empty() {
             tracing::info!(%room, count = missed.len(), "delivering messages missed during an outage");
         }
-        hub.rooms.finish_repair(&room, missed);
+        hub.local.rooms.finish_repair(&room, missed);
     }
 }

@@ -11,6 +11,8 @@
 //! off are read back from the log ([`Rooms::begin_repair`]); live
 //! deliveries of a room wait meanwhile so that order is kept.
 
+use super::backend::TOPIC_PREFIX;
+use super::mailbox::{Mailbox, Outbound, RoomEvent, RoomMessage, try_queue};
 use super::metrics::Metrics;
 use super::names::RoomName;
 use crate::broadcast::{Envelope, Kind};
@@ -18,82 +20,10 @@ use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio_util::sync::CancellationToken;
-
-/// Broadcast topics of chat rooms, so other users of the broadcast (the
-/// user service) cannot collide with a room name.
-pub const TOPIC_PREFIX: &str = "room:";
 
 /// Live deliveries held per room while it is being repaired; beyond this
 /// they are dropped (and logged): members recover them with `since`.
 const REPAIR_BUFFER: usize = 10_000;
-
-pub fn topic(room: &RoomName) -> String {
-    format!("{TOPIC_PREFIX}{room}")
-}
-
-/// An item waiting in a session's send queue: 16 bytes, whatever it holds.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// A room message: skipped by a session that already has its id.
-    Room(Arc<RoomMessage>),
-    /// A presence event, for members that asked for them.
-    Event(Arc<RoomEvent>),
-    /// The server disconnects this client (server API `disconnect`): the
-    /// door closes it (native close 4002, Socket.IO DISCONNECT) and it is
-    /// not recovered.
-    Disconnect,
-}
-
-/// One room message, decoded once per replica and shared by every recipient.
-#[derive(Debug)]
-pub struct RoomMessage {
-    pub room: RoomName,
-    pub id: u64,
-    /// The stored body: a JSON object (`room`, `user`, `message`, ...)
-    /// without `type` and `id`, checked to be UTF-8 and an object.
-    pub body: Utf8Bytes,
-    /// The native door's frame, built by its first recipient.
-    pub native: OnceLock<Utf8Bytes>,
-    /// The Socket.IO door's packet, likewise.
-    pub socketio: OnceLock<Utf8Bytes>,
-}
-
-impl RoomMessage {
-    /// `None` for a body that is not a UTF-8 JSON object: it cannot be
-    /// spliced into any door's frame.
-    pub fn new(room: RoomName, id: u64, body: Bytes) -> Option<Self> {
-        if body.first() != Some(&b'{') {
-            return None;
-        }
-        Some(Self {
-            room,
-            id,
-            body: Utf8Bytes::try_from(body).ok()?,
-            native: OnceLock::new(),
-            socketio: OnceLock::new(),
-        })
-    }
-}
-
-/// A presence event of a room, shared like a [`RoomMessage`].
-#[derive(Debug)]
-pub struct RoomEvent {
-    pub room: RoomName,
-    /// True for a member that joined, false for one that left.
-    pub joined: bool,
-    /// The member's info: a UTF-8 JSON object.
-    pub info: Utf8Bytes,
-    pub native: OnceLock<Utf8Bytes>,
-}
-
-/// How the fan-out reaches one session.
-#[derive(Debug, Clone)]
-pub struct Mailbox {
-    pub queue: flume::Sender<Outbound>,
-    /// Cancelled when the queue overflows.
-    pub too_slow: CancellationToken,
-}
 
 #[derive(Default)]
 struct Room {
@@ -114,8 +44,6 @@ pub struct Rooms {
     /// A std mutex: held only for map updates and for one pass of
     /// non-blocking `try_send`s, never across an await.
     rooms: Mutex<HashMap<RoomName, Room>>,
-    /// Every session of this replica by user, in rooms or not.
-    pub(super) connected: super::connected::Connected,
     metrics: Arc<Metrics>,
 }
 
@@ -123,15 +51,8 @@ impl Rooms {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             rooms: Mutex::new(HashMap::new()),
-            connected: Default::default(),
             metrics,
         }
-    }
-
-    /// What the broadcast calls for each delivery to this replica.
-    pub fn deliverer(self: &Arc<Self>) -> crate::broadcast::Deliver {
-        let rooms = self.clone();
-        Arc::new(move |envelope| rooms.deliver(envelope))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Room>> {
@@ -205,9 +126,6 @@ impl Rooms {
     /// Hands one broadcast to every local member of its room.
     pub fn deliver(&self, envelope: Envelope) {
         let Some(name) = envelope.topic.strip_prefix(TOPIC_PREFIX) else {
-            if &*envelope.topic == super::connected::CONTROL_TOPIC {
-                self.connected.on_control(&envelope.payload);
-            }
             return;
         };
         let mut rooms = self.lock();
@@ -310,15 +228,4 @@ fn fan_out(name: &RoomName, room: &mut Room, kind: Kind, payload: Bytes) -> u64 
         delivered += try_queue(member, Outbound::Room(item.clone()));
     }
     delivered
-}
-
-pub(super) fn try_queue(member: &Mailbox, item: Outbound) -> u64 {
-    match member.queue.try_send(item) {
-        Ok(()) => 1,
-        Err(flume::TrySendError::Full(_)) => {
-            member.too_slow.cancel();
-            0
-        }
-        Err(flume::TrySendError::Disconnected(_)) => 0,
-    }
 }

@@ -5,8 +5,8 @@
 //! Skipping anything not newer than that id is what makes a `since` replay
 //! followed by live traffic free of gaps and duplicates.
 
+use super::mailbox::{Mailbox, Outbound};
 use super::names::{DisplayName, RoomName};
-use super::rooms::{Mailbox, Outbound};
 use bytes::Bytes;
 
 pub struct Session {

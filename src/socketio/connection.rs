@@ -7,14 +7,18 @@
 //! pending poll is ended with a noop, and once the client sends `upgrade`
 //! the task carries on over the WebSocket with the same session.
 
+use super::answers::open_packet;
 use super::packet::{Engine, engine, message_packet};
-use super::recovery::{save, touch};
-use super::transport::{Link, incoming};
-use super::websocket::Upgrade;
-use crate::hub::{Outbound, Session};
-use crate::ws::AppState;
-use crate::ws::limits::TokenBucket;
-use crate::ws::protocol::close;
+use super::polling::Upgrade;
+use super::socket::{Connected, save, touch};
+use super::state::SioState;
+use super::transport::{End, Link, Wake, incoming};
+use crate::door::admission::Admission;
+use crate::door::close;
+use crate::door::heartbeat::Heartbeat;
+use crate::door::socket::expired;
+use crate::gate::bucket::TokenBucket;
+use crate::hub::Outbound;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -30,12 +34,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The session's task. `sid` is its Engine.IO id; a polling session keeps
 /// it in its [`Polling`], a WebSocket one needs it only for the open packet.
-pub fn run(
-    state: AppState,
+pub(super) fn run(
+    state: SioState,
     peer: SocketAddr,
     sid: String,
     link: Link,
-    admission: crate::ws::Admission,
+    admission: Admission,
 ) -> impl Future<Output = ()> + Send + 'static {
     let span = tracing::info_span!("sio", %sid, %peer);
     let open = match link {
@@ -43,7 +47,7 @@ pub fn run(
         Link::Polling { .. } => None,
     };
     let mut connection = Connection {
-        bucket: TokenBucket::new(state.limits.rate_limit, state.limits.rate_burst),
+        bucket: TokenBucket::new(state.door.limits.rate_limit, state.door.limits.rate_burst),
         state,
         link,
         socket: None,
@@ -51,19 +55,19 @@ pub fn run(
         expiry: None,
     };
     async move {
-        connection.state.metrics.connections.inc();
+        connection.state.door.metrics.connections.inc();
         tracing::debug!("connected");
         let end = connection.serve(open).await;
         Box::pin(connection.finish(&end)).await;
         drop(admission);
-        connection.state.metrics.connections.dec();
+        connection.state.door.metrics.connections.dec();
         tracing::debug!(?end, "disconnected");
     }
     .instrument(span)
 }
 
 pub(super) struct Connection {
-    pub(super) state: AppState,
+    pub(super) state: SioState,
     link: Link,
     /// After the client's Socket.IO CONNECT: its hub session and more.
     pub(super) socket: Option<Box<Connected>>,
@@ -76,74 +80,21 @@ pub(super) struct Connection {
     expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
-/// A client connected to the main namespace.
-pub(super) struct Connected {
-    pub session: Session,
-    pub queue: flume::Receiver<Outbound>,
-    /// The private id recovery finds the session by; `None` with recovery
-    /// off.
-    pub pid: Option<String>,
-    /// The Socket.IO id when a token set the user; `None`: it is the user.
-    pub sid: Option<Box<str>>,
-}
-
-impl Connected {
-    pub fn sid(&self) -> &str {
-        self.sid.as_deref().unwrap_or(self.session.user())
-    }
-}
-
-/// Why a session ended.
-#[derive(Debug)]
-pub(super) enum End {
-    /// The client said goodbye (Engine.IO close or Socket.IO disconnect):
-    /// nothing to recover.
-    Goodbye,
-    /// The transport went away: recoverable within the window.
-    Lost,
-    Shutdown,
-    TooSlow,
-    PingTimeout,
-    ConnectTimeout,
-    TooLarge,
-    TokenExpired,
-    /// The server API disconnected the user: not recoverable.
-    Disconnected,
-    Flood,
-    Protocol(&'static str),
-}
-
-/// What woke the task.
-pub(super) enum Wake {
-    Shutdown,
-    Expired,
-    TooSlow,
-    Queued(Outbound),
-    Packet(String),
-    Closed(End),
-    /// A WebSocket ping or pong: counted against the rate.
-    Control,
-    Upgrade(Upgrade),
-    Heartbeat {
-        unanswered: bool,
-    },
-}
-
 impl Connection {
     /// `open`: the id to send an open packet with, on a WebSocket session.
     async fn serve(&mut self, open: Option<String>) -> End {
         if let Some(sid) = open {
-            let open = super::open_packet(&self.state, &sid, false);
+            let open = open_packet(&self.state.door.limits, &sid, false);
             if let Err(end) = self.send(open).await {
                 return end;
             }
         }
-        let shutdown = self.state.shutdown.clone().cancelled_owned();
+        let shutdown = self.state.door.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
-        let ping_interval = self.state.limits.ping_interval;
+        let ping_interval = self.state.door.limits.ping_interval;
         let heartbeat = tokio::time::sleep(ping_interval);
         tokio::pin!(heartbeat);
-        let mut beat = crate::ws::limits::Heartbeat::default();
+        let mut beat = Heartbeat::default();
         // Pinned once the client connected: a cancellation future registers
         // with its token on first poll, and one made anew at every wake-up
         // would register (and unregister) again each time.
@@ -159,12 +110,12 @@ impl Connection {
                 biased;
                 _ = &mut shutdown => Wake::Shutdown,
                 _ = slow(too_slow.as_mut()) => Wake::TooSlow,
-                _ = crate::ws::connection::expired(&mut self.expiry) => Wake::Expired,
+                _ = expired(&mut self.expiry) => Wake::Expired,
                 Some(item) = queued(&self.socket) => Wake::Queued(item),
                 wake = incoming(&mut self.link) => wake,
                 _ = &mut heartbeat => Wake::Heartbeat { unanswered: false },
             };
-            let limits = &self.state.limits;
+            let limits = &self.state.door.limits;
             match &mut wake {
                 // Anything from the client proves it is alive.
                 Wake::Packet(_) => beat.heard(heartbeat.as_mut(), limits),
@@ -202,7 +153,7 @@ impl Connection {
             Wake::Heartbeat { unanswered: false } => {
                 self.pinged = true;
                 if let (Link::Polling { polling, .. }, Some(relay)) =
-                    (&self.link, &self.state.sio.relay)
+                    (&self.link, &self.state.relay)
                 {
                     relay.claim(&polling.sid).await;
                 }
@@ -222,8 +173,8 @@ impl Connection {
     async fn upgraded(&mut self, socket: WebSocket) -> Result<(), End> {
         let old = std::mem::replace(&mut self.link, Link::Ws(socket));
         if let Link::Polling { polling, .. } = old {
-            self.state.sio.polling.remove(&polling.sid);
-            if let Some(relay) = &self.state.sio.relay {
+            self.state.polling.remove(&polling.sid);
+            if let Some(relay) = &self.state.relay {
                 relay.release(&polling.sid).await;
             }
             polling.closed.cancel();
@@ -250,7 +201,7 @@ impl Connection {
 
     /// Writes one queued item and whatever else is already queued.
     async fn forward(&mut self, first: Outbound) -> Result<(), End> {
-        let recovery = self.state.sio.settings.recovery_window.is_some();
+        let recovery = self.state.settings.recovery_window.is_some();
         let mut next = Some(first);
         let mut written = 0;
         while let Some(item) = next.take() {
@@ -297,7 +248,7 @@ impl Connection {
                 _ = cancelled(too_slow) => Err(End::TooSlow),
             },
             Link::Polling { polling, .. } => {
-                if polling.push(packet.to_string(), self.state.hub.settings().send_queue) {
+                if polling.push(packet.to_string(), self.state.door.hub.send_queue()) {
                     Ok(())
                 } else {
                     Err(End::TooSlow)
@@ -324,12 +275,10 @@ impl Connection {
             tracing::debug!(why, "closing on a protocol error");
         }
         if let Some(mut socket) = self.socket.take() {
-            let hub = self.state.hub.clone();
+            let hub = self.state.door.hub.clone();
             hub.leave_all(&mut socket.session).await;
             match (end, &socket.pid) {
-                (End::Goodbye | End::Disconnected, Some(pid)) => {
-                    self.state.sio.store.forget(pid).await
-                }
+                (End::Goodbye | End::Disconnected, Some(pid)) => self.state.store.forget(pid).await,
                 (End::Goodbye | End::Disconnected, None) => {}
                 // The window starts now.
                 _ => save(&self.state, &socket).await,
@@ -362,8 +311,8 @@ impl Connection {
             Link::Polling { polling, .. } => {
                 polling.push(engine::CLOSE.into(), usize::MAX);
                 polling.closed.cancel();
-                self.state.sio.polling.remove(&polling.sid);
-                if let Some(relay) = &self.state.sio.relay {
+                self.state.polling.remove(&polling.sid);
+                if let Some(relay) = &self.state.relay {
                     relay.release(&polling.sid).await;
                 }
             }

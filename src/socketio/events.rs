@@ -5,9 +5,11 @@
 //! (`{"error":{"code","message"}}`), else with an `error` event, with the
 //! native error codes.
 
-use super::connection::{Connected, Connection, End};
+use super::answers::random_id;
+use super::connection::Connection;
 use super::packet::{self, Packet, PacketError};
-use super::recovery::save;
+use super::socket::{Connected, save};
+use super::transport::End;
 use crate::hub::{DisplayName, ErrorCode, HubError, JoinRequest, RoomMessage, RoomName};
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -41,7 +43,7 @@ impl Connection {
     /// A Socket.IO packet (the data of an Engine.IO `message`).
     pub(super) async fn on_message(&mut self, data: &str) -> Result<(), End> {
         if !self.bucket.try_take(Instant::now()) {
-            let limit = self.state.limits.rate_limit;
+            let limit = self.state.door.limits.rate_limit;
             let refusal = Refusal::new(
                 ErrorCode::RateLimited,
                 format!("more than {limit} packets per second; packet dropped"),
@@ -86,7 +88,7 @@ impl Connection {
     }
 
     async fn refuse(&mut self, ack: Option<u64>, refusal: Refusal) -> Result<(), End> {
-        self.state.metrics.error(refusal.code);
+        self.state.door.metrics.error(refusal.code);
         tracing::debug!(code = refusal.code.as_str(), message = %refusal.message, "event refused");
         let packet = match ack {
             Some(id) => packet::ack(id, &json!({"error": refusal.to_json()})),
@@ -108,7 +110,7 @@ impl Connection {
             return Ok(());
         }
         let token = auth.get("token").and_then(Value::as_str);
-        let identity = match self.state.verifier.verify(token) {
+        let identity = match self.state.door.verifier.verify(token) {
             Ok(identity) => identity,
             Err(why) => {
                 return self
@@ -126,7 +128,7 @@ impl Connection {
             Some(Ok(name)) => Some(name),
             Some(Err(why)) => return self.send(packet::connect_error("/", &why.0)).await,
         };
-        let window = self.state.sio.settings.recovery_window;
+        let window = self.state.settings.recovery_window;
         if window.is_some()
             && let Some(pid) = auth.get("pid").and_then(Value::as_str)
             && let Some((socket, missed)) = self.recover(pid, &auth, identity.as_ref()).await
@@ -147,15 +149,15 @@ impl Connection {
         // Anonymous: the Socket.IO id is the member's user. With a token the
         // user is its `sub`, and the Socket.IO id a random one of its own.
         let (user, sid) = match &identity {
-            Some(identity) => (identity.user.clone(), Some(super::random_id().into())),
-            None => (super::random_id(), None),
+            Some(identity) => (identity.user.clone(), Some(random_id().into())),
+            None => (random_id(), None),
         };
-        let (mut session, queue) = self.state.hub.open(user, name);
+        let (mut session, queue) = self.state.door.hub.open(user, name);
         if let Some(rule) = identity.as_ref().and_then(|i| i.rooms.clone()) {
             session.restrict(rule);
         }
         self.expire_with(identity.as_ref());
-        let pid = window.map(|_| super::random_id());
+        let pid = window.map(|_| random_id());
         let socket = Box::new(Connected {
             session,
             queue,
@@ -177,7 +179,7 @@ impl Connection {
         auth: &Value,
         identity: Option<&crate::auth::Identity>,
     ) -> Option<(Box<Connected>, Vec<RoomMessage>)> {
-        let saved = match self.state.sio.store.load(pid).await {
+        let saved = match self.state.store.load(pid).await {
             Ok(saved) => saved?,
             Err(err) => {
                 tracing::warn!(%err, "could not load a session to recover");
@@ -197,7 +199,7 @@ impl Connection {
             .name
             .as_deref()
             .and_then(|n| DisplayName::parse(n).ok());
-        let hub = self.state.hub.clone();
+        let hub = self.state.door.hub.clone();
         let (user, sid) = match saved.user {
             Some(user) => (user, Some(saved.sid.into())),
             None => (saved.sid, None),
@@ -206,10 +208,10 @@ impl Connection {
         if let Some(rule) = identity.and_then(|i| i.rooms.clone()) {
             session.restrict(rule);
         }
-        let max_len = self.state.limits.max_room_len;
+        let rules = *hub.rules();
         let mut missed = Vec::new();
         for (room, position) in &saved.rooms {
-            let Ok(name) = RoomName::parse(room, max_len) else {
+            let Ok(name) = rules.room(room) else {
                 continue;
             };
             // A message id the client had, or the point it joined at.
@@ -246,13 +248,17 @@ impl Connection {
                 "the room must be a string",
             ));
         };
-        RoomName::parse(room, self.state.limits.max_room_len)
+        self.state
+            .door
+            .hub
+            .rules()
+            .room(room)
             .map_err(|why| Refusal::new(ErrorCode::InvalidRoom, why.0))
     }
 
     async fn join(&mut self, args: Vec<Value>) -> Result<Value, Refusal> {
         let room = self.room_arg(&args)?;
-        let hub = self.state.hub.clone();
+        let hub = self.state.door.hub.clone();
         let socket = self.socket.as_mut().expect("connected");
         let already = socket.session.is_in(room.as_str());
         hub.join(&mut socket.session, &room, JoinRequest::default())
@@ -265,7 +271,7 @@ impl Connection {
 
     async fn leave(&mut self, args: Vec<Value>) -> Result<Value, Refusal> {
         let room = self.room_arg(&args)?;
-        let hub = self.state.hub.clone();
+        let hub = self.state.door.hub.clone();
         let socket = self.socket.as_mut().expect("connected");
         if hub.leave(&mut socket.session, room.as_str()).await {
             self.saved().await;
@@ -285,7 +291,12 @@ impl Connection {
             return Err(Refusal::new(ErrorCode::BadFrame, "missing field `message`"));
         };
         let socket = self.socket.as_ref().expect("connected");
-        let id = self.state.hub.publish(&socket.session, &room, text).await?;
+        let id = self
+            .state
+            .door
+            .hub
+            .publish(&socket.session, &room, text)
+            .await?;
         Ok(json!({"id": id.to_string()}))
     }
 

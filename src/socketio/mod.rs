@@ -5,114 +5,52 @@
 //! are the hub's.
 //!
 //! - [`packet`]: Engine.IO and Socket.IO packets.
-//! - [`polling`]: the HTTP long-polling transport and its session registry.
-//! - [`connection`]: one client's task, on polling or WebSocket.
-//! - [`transport`]: what a session's packets travel on.
-//! - [`websocket`]: sessions on a WebSocket, and the upgrade from polling.
-//! - [`events`]: what the original's events do, as hub calls.
-//! - [`recovery`]: session state saved for connection state recovery.
+//! - [`answers`]: refusals, the open packet, ids.
+//! - [`polling`]: a long-polling session's side and the registry.
+//! - [`recovery`]: the store of sessions saved for recovery.
 //! - [`relay`]: polling requests that reached another replica.
+//! - [`state`]: the door's state.
+//! - [`transport`]: what a session's packets travel on, why it woke or ended.
+//! - [`socket`]: a connected client, saved for recovery as it changes.
+//! - [`connection`]: one client's task, on polling or WebSocket.
+//! - [`events`]: what the original's events do, as hub calls.
+//! - [`requests`]: the HTTP requests of a polling session.
+//! - [`websocket`]: sessions on a WebSocket, and the upgrade from polling.
 
-pub mod connection;
-pub mod events;
+mod answers;
+mod connection;
+mod events;
 pub mod packet;
-pub mod polling;
-pub mod recovery;
-pub mod relay;
-pub mod transport;
-pub mod websocket;
+mod polling;
+mod recovery;
+mod relay;
+mod requests;
+mod socket;
+mod state;
+mod transport;
+mod websocket;
 
-use crate::ws::AppState;
+pub use state::{Settings, SioState};
+
+use answers::{bad_request, refuse, unknown_session, unknown_transport};
 use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use recovery::SessionStore;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// What the door needs besides the hub and the native limits.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// How long a disconnected session can be recovered; `None`: recovery
-    /// off (no offsets on events, for clients whose handlers cannot take
-    /// the extra argument).
-    pub recovery_window: Option<Duration>,
-    /// `host:port` other replicas reach this one at; derived when `None`.
-    pub advertise: Option<String>,
-}
-
-/// The door's shared state, one per replica.
-pub struct Door {
-    pub settings: Settings,
-    pub polling: polling::Registry,
-    pub store: Arc<dyn SessionStore>,
-    /// With Redis: forwards polling requests to the replica holding them.
-    pub relay: Option<relay::Relay>,
-}
-
-impl Door {
-    /// `listen`: where this replica accepts connections.
-    pub async fn new(
-        settings: Settings,
-        redis: Option<&crate::redis::RedisSettings>,
-        listen: SocketAddr,
-        ping_interval: Duration,
-    ) -> anyhow::Result<Self> {
-        let (store, relay): (Arc<dyn SessionStore>, _) = match redis {
-            Some(redis) => {
-                let advertised = match &settings.advertise {
-                    Some(addr) => addr.clone(),
-                    None => relay::advertised_address(listen, redis),
-                };
-                tracing::debug!(%advertised, "polling sessions are relayed to this address");
-                (
-                    Arc::new(recovery::RedisStore::connect(redis).await?),
-                    Some(relay::Relay::connect(redis, advertised, ping_interval).await?),
-                )
-            }
-            None => (Arc::new(recovery::MemoryStore::default()), None),
-        };
-        Ok(Self {
-            settings,
-            polling: polling::Registry::default(),
-            store,
-            relay,
-        })
-    }
-}
 
 /// Engine.IO's query string.
 #[derive(Debug, serde::Deserialize)]
-pub struct EngineQuery {
+pub(crate) struct EngineQuery {
     #[serde(rename = "EIO")]
     eio: Option<String>,
     transport: Option<String>,
     sid: Option<String>,
 }
 
-/// Engine.IO's error body for a refused request.
-fn refuse(status: StatusCode, code: u8, message: &str) -> Response {
-    let body = serde_json::json!({"code": code, "message": message}).to_string();
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-fn unknown_transport() -> Response {
-    refuse(StatusCode::BAD_REQUEST, 0, "Transport unknown")
-}
-
-fn unknown_session() -> Response {
-    refuse(StatusCode::BAD_REQUEST, 1, "Session ID unknown")
-}
-
-fn bad_request() -> Response {
-    refuse(StatusCode::BAD_REQUEST, 3, "Bad request")
-}
-
 /// `GET /socket.io/`: a polling handshake or poll, or a WebSocket (new, or
 /// the upgrade of a polling session).
-pub async fn get(
-    State(state): State<AppState>,
+pub(crate) async fn get(
+    State(state): State<SioState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<EngineQuery>,
     request: Request,
@@ -121,15 +59,13 @@ pub async fn get(
         return refuse(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version");
     }
     match (query.transport.as_deref(), query.sid) {
-        (Some("websocket"), Some(sid)) if state.sio.polling.get(&sid).is_none() => {
-            match &state.sio.relay {
-                Some(relay) => relay
-                    .forward_upgrade(&sid, request)
-                    .await
-                    .unwrap_or_else(unknown_session),
-                None => unknown_session(),
-            }
-        }
+        (Some("websocket"), Some(sid)) if state.polling.get(&sid).is_none() => match &state.relay {
+            Some(relay) => relay
+                .forward_upgrade(&sid, request)
+                .await
+                .unwrap_or_else(unknown_session),
+            None => unknown_session(),
+        },
         (Some("websocket"), sid) => {
             let (mut parts, _) = request.into_parts();
             match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
@@ -140,20 +76,20 @@ pub async fn get(
                 Err(_) => bad_request(),
             }
         }
-        (Some("polling"), None) => polling::handshake(state, peer, request.headers()).await,
-        (Some("polling"), Some(sid)) => polling::poll(state, &sid, request).await,
+        (Some("polling"), None) => requests::handshake(state, peer, request.headers()).await,
+        (Some("polling"), Some(sid)) => requests::poll(state, &sid, request).await,
         _ => unknown_transport(),
     }
 }
 
 /// `POST /socket.io/`: packets of a polling session.
-pub async fn post(
-    State(state): State<AppState>,
+pub(crate) async fn post(
+    State(state): State<SioState>,
     Query(query): Query<EngineQuery>,
     request: Request,
 ) -> Response {
     match (query.eio.as_deref(), query.transport.as_deref(), query.sid) {
-        (Some("4"), Some("polling"), Some(sid)) => polling::receive(state, &sid, request).await,
+        (Some("4"), Some("polling"), Some(sid)) => requests::receive(state, &sid, request).await,
         (Some("4"), Some("polling"), None) => bad_request(),
         (Some("4"), _, _) => unknown_transport(),
         _ => refuse(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version"),
@@ -162,7 +98,7 @@ pub async fn post(
 
 /// `OPTIONS /socket.io/`: a CORS preflight (the origin check already
 /// passed; its headers are added on the way out).
-pub async fn preflight(headers: axum::http::HeaderMap) -> Response {
+pub(crate) async fn preflight(headers: axum::http::HeaderMap) -> Response {
     let asked = headers
         .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
         .cloned()
@@ -178,25 +114,4 @@ pub async fn preflight(headers: axum::http::HeaderMap) -> Response {
         ],
     )
         .into_response()
-}
-
-/// The Engine.IO open packet: the session id, the upgrade on offer and
-/// the heartbeat and payload bounds the client must keep to.
-pub fn open_packet(state: &AppState, sid: &str, upgrades: bool) -> String {
-    let limits = &state.limits;
-    let open = serde_json::json!({
-        "sid": sid,
-        "upgrades": if upgrades { vec!["websocket"] } else { vec![] },
-        "pingInterval": limits.ping_interval.as_millis() as u64,
-        "pingTimeout": limits.ping_timeout.as_millis() as u64,
-        "maxPayload": limits.max_frame_bytes,
-    });
-    format!("0{open}")
-}
-
-/// A random id as Engine.IO makes them: 20 URL-safe characters.
-pub fn random_id() -> String {
-    std::iter::repeat_with(fastrand::alphanumeric)
-        .take(20)
-        .collect()
 }

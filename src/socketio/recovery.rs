@@ -5,9 +5,7 @@
 //! the replicas share one, in memory when standalone; either way each
 //! session expires after the recovery window without a save or a touch.
 
-use super::connection::Connected;
 use crate::redis::RedisSettings;
-use crate::ws::AppState;
 use async_trait::async_trait;
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -153,33 +151,6 @@ impl SessionStore for RedisStore {
         if let Err(err) = result {
             tracing::debug!(%err, "could not drop a finished session");
         }
-    }
-}
-
-/// Saves a session for recovery within the window; nothing with recovery
-/// off (a session has a private id only with it on).
-pub(super) async fn save(state: &AppState, socket: &Connected) {
-    let (Some(pid), Some(window)) = (&socket.pid, state.sio.settings.recovery_window) else {
-        return;
-    };
-    let saved = Saved {
-        sid: socket.sid().to_owned(),
-        user: socket
-            .sid
-            .is_some()
-            .then(|| socket.session.user().to_owned()),
-        name: socket.session.name().map(|n| n.as_str().to_owned()),
-        rooms: socket.session.positions(),
-    };
-    if let Err(err) = state.sio.store.save(pid, &saved, window).await {
-        tracing::warn!(%err, "could not save the session for recovery");
-    }
-}
-
-/// Restarts a live session's window, when recovery is on.
-pub(super) async fn touch(state: &AppState, socket: &Connected) {
-    if let (Some(pid), Some(window)) = (&socket.pid, state.sio.settings.recovery_window) {
-        state.sio.store.touch(pid, window).await;
     }
 }
 

@@ -1,8 +1,9 @@
-//! What a session's packets travel on, and waiting for the next one.
+//! What a session's packets travel on, waiting for the next one, and what
+//! can wake or end a session's task.
 
-use super::connection::{End, Wake};
-use super::polling::Polling;
-use super::websocket::Upgrade;
+use super::polling::{Polling, Upgrade};
+use crate::door::socket::is_capacity_error;
+use crate::hub::Outbound;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -19,6 +20,42 @@ pub enum Link {
     },
 }
 
+/// Why a session ended.
+#[derive(Debug)]
+pub(super) enum End {
+    /// The client said goodbye (Engine.IO close or Socket.IO disconnect):
+    /// nothing to recover.
+    Goodbye,
+    /// The transport went away: recoverable within the window.
+    Lost,
+    Shutdown,
+    TooSlow,
+    PingTimeout,
+    ConnectTimeout,
+    TooLarge,
+    TokenExpired,
+    /// The server API disconnected the user: not recoverable.
+    Disconnected,
+    Flood,
+    Protocol(&'static str),
+}
+
+/// What woke the task.
+pub(super) enum Wake {
+    Shutdown,
+    Expired,
+    TooSlow,
+    Queued(Outbound),
+    Packet(String),
+    Closed(End),
+    /// A WebSocket ping or pong: counted against the rate.
+    Control,
+    Upgrade(Upgrade),
+    Heartbeat {
+        unanswered: bool,
+    },
+}
+
 /// The next thing the transport brings.
 pub(super) async fn incoming(link: &mut Link) -> Wake {
     match link {
@@ -29,9 +66,7 @@ pub(super) async fn incoming(link: &mut Link) -> Wake {
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Wake::Control,
             Some(Ok(Message::Close(_))) | None => Wake::Closed(End::Lost),
-            Some(Err(err)) if crate::ws::connection::is_capacity_error(&err) => {
-                Wake::Closed(End::TooLarge)
-            }
+            Some(Err(err)) if is_capacity_error(&err) => Wake::Closed(End::TooLarge),
             Some(Err(_)) => Wake::Closed(End::Lost),
         },
         // Boxed: only polling sessions pay for its state, not the many

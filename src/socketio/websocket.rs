@@ -2,12 +2,14 @@
 //! and the upgrade of a polling session (the probe answered on the new
 //! socket, then the socket handed to the session's task).
 
+use super::answers::{random_id, unknown_session};
 use super::connection::run;
 use super::packet::engine;
-use super::polling::Polling;
+use super::polling::{Polling, Upgrade};
+use super::state::SioState;
 use super::transport::Link;
-use super::{random_id, unknown_session};
-use crate::ws::AppState;
+use crate::door::admission::admit;
+use crate::door::socket::configure;
 use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::response::Response;
@@ -16,44 +18,35 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A WebSocket taking over a polling session.
-pub enum Upgrade {
-    /// The probe was answered: end the pending poll so the client can
-    /// finish the upgrade.
-    Probed,
-    /// The client sent `upgrade`: carry on over this socket.
-    Done(Box<WebSocket>),
-}
-
 /// `GET /socket.io/?transport=websocket`: a new session on a WebSocket, or
 /// the upgrade of the polling session `sid`.
-pub fn upgrade(
-    state: AppState,
+pub(super) fn upgrade(
+    state: SioState,
     peer: SocketAddr,
     headers: &axum::http::HeaderMap,
     ws: WebSocketUpgrade,
     sid: Option<String>,
 ) -> Response {
-    let ws = crate::ws::configure(ws, &state.limits);
+    let ws = configure(ws, &state.door.limits);
     match sid {
         None => {
-            let admission = match crate::ws::admit(&state, peer, headers) {
+            let admission = match admit(&state.door, peer, headers) {
                 Ok(admission) => admission,
                 Err(refused) => return axum::response::IntoResponse::into_response(refused),
             };
-            let token = state.connections.token();
+            let token = state.door.connections.token();
             ws.on_upgrade(move |socket| {
-                let connections = state.connections.clone();
+                let connections = state.door.connections.clone();
                 connections.spawn(run(state, peer, random_id(), Link::Ws(socket), admission));
                 drop(token);
                 std::future::ready(())
             })
         }
         Some(sid) => {
-            let Some(polling) = state.sio.polling.get(&sid) else {
+            let Some(polling) = state.polling.get(&sid) else {
                 return unknown_session();
             };
-            let timeout = state.limits.ping_timeout;
+            let timeout = state.door.limits.ping_timeout;
             ws.on_upgrade(move |socket| probe(socket, polling, timeout))
         }
     }

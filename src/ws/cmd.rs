@@ -23,7 +23,7 @@ impl Connection {
                 ))
                 .await;
         }
-        let frame = match ClientFrame::parse(text, self.state.limits.max_room_len) {
+        let frame = match ClientFrame::parse(text, self.state.hub.rules()) {
             Ok(frame) => frame,
             Err(reject) => return self.reject(reject).await,
         };

@@ -6,9 +6,13 @@
 //! admits them (see [`crate::hub::session`]). What each frame does is in
 //! [`super::cmd`].
 
-use super::AppState;
-use super::limits::TokenBucket;
-use super::protocol::{ErrorCode, Reject, ServerFrame, close, event_frame, message_frame};
+use super::protocol::{ErrorCode, Reject, ServerFrame, event_frame, message_frame};
+use crate::door::DoorState;
+use crate::door::admission::Admission;
+use crate::door::close;
+use crate::door::heartbeat::Heartbeat;
+use crate::door::socket::{expired, is_capacity_error};
+use crate::gate::bucket::TokenBucket;
 use crate::hub::{DisplayName, Outbound, Session};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -37,11 +41,11 @@ const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// 10,000s of sockets per replica its size is most of their memory.
 pub fn run(
     socket: WebSocket,
-    state: AppState,
+    state: DoorState,
     peer: SocketAddr,
     name: Option<DisplayName>,
     identity: Option<crate::auth::Identity>,
-    admission: super::Admission,
+    admission: Admission,
 ) -> impl Future<Output = ()> + Send + 'static {
     // With a token the user is its `sub`; anonymous clients get a random id.
     let user: String = match &identity {
@@ -85,7 +89,7 @@ pub fn run(
 }
 
 pub(super) struct Connection {
-    pub(super) state: AppState,
+    pub(super) state: DoorState,
     /// Who this client is to the hub, and the rooms it is in.
     pub(super) session: Session,
     pub(super) bucket: TokenBucket,
@@ -143,7 +147,7 @@ impl Connection {
         let ping_interval = self.state.limits.ping_interval;
         let heartbeat = tokio::time::sleep(ping_interval);
         tokio::pin!(heartbeat);
-        let mut beat = super::limits::Heartbeat::default();
+        let mut beat = Heartbeat::default();
 
         let end = loop {
             let mut wake = tokio::select! {
@@ -340,27 +344,5 @@ impl Connection {
         }));
         let _ = tokio::time::timeout(SLOW_CLOSE_TIMEOUT, self.socket.send(frame)).await;
         End::TooSlow
-    }
-}
-
-/// True for tungstenite's "frame or message over the configured size".
-pub(crate) fn is_capacity_error(err: &axum::Error) -> bool {
-    use std::error::Error as _;
-    let mut source = err.source();
-    while let Some(inner) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = inner.downcast_ref::<tungstenite::Error>() {
-            return true;
-        }
-        source = inner.source();
-    }
-    false
-}
-
-use tokio_tungstenite::tungstenite;
-
-pub(crate) async fn expired(expiry: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
-    match expiry {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
     }
 }

@@ -3,33 +3,15 @@
 //! Client frames are parsed leniently (unknown fields ignored) but strictly
 //! typed, room names included, so what reaches the hub is valid; anything
 //! else is answered with an [`ErrorCode`] whose string is part of the
-//! public contract and must never change. Close codes are here too.
+//! public contract and must never change. Close codes are the doors'
+//! (`crate::door::close`).
 
 pub use crate::hub::ErrorCode;
-use crate::hub::{HubError, RoomEvent, RoomMessage, RoomName};
+use crate::hub::{HubError, RoomEvent, RoomMessage, RoomName, RoomRules};
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt::Write;
-
-/// Close codes, part of the contract.
-pub mod close {
-    /// The server is shutting down; reconnect (to another replica).
-    pub const GOING_AWAY: u16 = 1001;
-    /// Control frames (pings, pongs) beyond the frame rate.
-    pub const FLOOD: u16 = 1008;
-    /// A frame over `--max-frame-bytes`.
-    pub const TOO_BIG: u16 = 1009;
-    /// The client did not keep up with its messages; reconnect and resume.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    /// No answer to the server's ping in time.
-    pub const PING_TIMEOUT: u16 = 4000;
-    /// The connection's token expired; reconnect with a fresh one.
-    pub const TOKEN_EXPIRED: u16 = 4001;
-    /// A backend disconnected this user (server API); do not reconnect by
-    /// yourself.
-    pub const DISCONNECTED: u16 = 4002;
-}
 
 /// Longest `ack` token echoed back, so a client cannot make the server
 /// store or send arbitrary amounts of data through it.
@@ -108,8 +90,9 @@ struct RawFrame {
 }
 
 impl ClientFrame {
-    /// `max_room_len`: the longest room name accepted.
-    pub fn parse(text: &str, max_room_len: usize) -> Result<Self, Reject> {
+    /// Room names are checked by the replica's `rules`, as every front
+    /// end checks them.
+    pub fn parse(text: &str, rules: &RoomRules) -> Result<Self, Reject> {
         let raw: RawFrame = serde_json::from_str(text)
             .map_err(|e| Reject::new(ErrorCode::BadFrame, format!("invalid frame: {e}")))?;
         let room = |raw: &RawFrame| {
@@ -117,7 +100,8 @@ impl ClientFrame {
                 .room
                 .as_deref()
                 .ok_or_else(|| Reject::new(ErrorCode::InvalidRoom, "missing field `room`"))?;
-            RoomName::parse(name, max_room_len)
+            rules
+                .room(name)
                 .map_err(|why| Reject::new(ErrorCode::InvalidRoom, why.0).with_room(name))
         };
         match raw.kind.as_deref() {
@@ -300,7 +284,11 @@ mod tests {
     #[test]
     fn parses_client_frames() {
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"join_room","room":"general","extra":1}"#, 128).unwrap(),
+            ClientFrame::parse(
+                r#"{"type":"join_room","room":"general","extra":1}"#,
+                &RoomRules::new(128)
+            )
+            .unwrap(),
             ClientFrame::JoinRoom {
                 room: room("general"),
                 since: None,
@@ -309,7 +297,11 @@ mod tests {
             }
         );
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"join_room","room":"g","since":"42"}"#, 128).unwrap(),
+            ClientFrame::parse(
+                r#"{"type":"join_room","room":"g","since":"42"}"#,
+                &RoomRules::new(128)
+            )
+            .unwrap(),
             ClientFrame::JoinRoom {
                 room: room("g"),
                 since: Some(42),
@@ -320,7 +312,7 @@ mod tests {
         assert_eq!(
             ClientFrame::parse(
                 r#"{"type":"message","room":"g","message":"hi","ack":"a1"}"#,
-                128
+                &RoomRules::new(128)
             )
             .unwrap(),
             ClientFrame::Message {
@@ -333,7 +325,11 @@ mod tests {
 
     #[test]
     fn rejects_with_stable_codes() {
-        let code = |text: &str| ClientFrame::parse(text, 128).unwrap_err().code;
+        let code = |text: &str| {
+            ClientFrame::parse(text, &RoomRules::new(128))
+                .unwrap_err()
+                .code
+        };
         assert_eq!(code("not json"), ErrorCode::BadFrame);
         assert_eq!(code("[1,2]"), ErrorCode::BadFrame);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
@@ -355,14 +351,17 @@ mod tests {
             code(r#"{"type":"leave_room","room":"a\"b"}"#),
             ErrorCode::InvalidRoom
         );
-        let long = ClientFrame::parse(r#"{"type":"presence","room":"abcd"}"#, 3).unwrap_err();
+        let long = ClientFrame::parse(r#"{"type":"presence","room":"abcd"}"#, &RoomRules::new(3))
+            .unwrap_err();
         assert_eq!(
             (long.code, long.room.as_deref()),
             (ErrorCode::InvalidRoom, Some("abcd"))
         );
-        let with_ack =
-            ClientFrame::parse(r#"{"type":"message","room":"","message":"m","ack":"k"}"#, 9)
-                .unwrap_err();
+        let with_ack = ClientFrame::parse(
+            r#"{"type":"message","room":"","message":"m","ack":"k"}"#,
+            &RoomRules::new(9),
+        )
+        .unwrap_err();
         assert_eq!(
             with_ack.ack,
             Some(Value::from("k")),

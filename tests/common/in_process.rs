@@ -40,7 +40,7 @@ impl Server {
             unreachable!()
         };
         Self::start(|listener, shutdown| {
-            tokio::spawn(rtchat::ws::run(
+            tokio::spawn(rtchat::chat_server::run(
                 listener,
                 args.settings().unwrap(),
                 shutdown,

@@ -1,7 +1,7 @@
 //! Opening the generator's connections: members joined to the room (from
 //! several source addresses when asked) and publishers.
 
-use super::wire::Protocol;
+use super::wire::{Protocol, expect_frame};
 use super::{Socket, WsBenchArgs};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
@@ -56,29 +56,6 @@ pub(super) async fn connect(
         .context("WebSocket handshake failed")?;
     protocol.handshake(&mut ws).await?;
     Ok(ws)
-}
-
-pub(super) async fn expect_frame(
-    ws: &mut Socket,
-    what: &str,
-    matches: impl Fn(&str) -> bool,
-) -> anyhow::Result<()> {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .with_context(|| format!("no {what} in time"))?;
-        match frame {
-            Some(Ok(Message::Text(text))) if matches(&text) => return Ok(()),
-            // An Engine.IO ping may come first (socketioxide sends one
-            // before its CONNECT answer): answered, and the wait goes on.
-            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
-                ws.send(Message::text("3")).await?;
-            }
-            Some(Ok(other)) => bail!("expected {what}, got {other:?}"),
-            Some(Err(err)) => return Err(err.into()),
-            None => bail!("closed before {what}"),
-        }
-    }
 }
 
 /// Socket.IO does not confirm a join: sends marker messages to the room

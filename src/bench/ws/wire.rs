@@ -2,10 +2,10 @@
 //! for rtchat's JSON frames and for the Socket.IO original's events.
 
 use super::Socket;
-use super::clients::expect_frame;
+use anyhow::{Context, bail};
 use clap::ValueEnum;
-use futures_util::SinkExt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The wire protocol of the servers under test.
@@ -68,6 +68,30 @@ pub(super) fn parse_bench_text(frame: &str) -> Option<(u64, u64)> {
     let start = frame.find("\"message\":\"b")? + "\"message\":\"b".len();
     let mut parts = frame[start..].split([' ', '"']);
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Waits for the frame `matches` accepts, answering Engine.IO pings meanwhile.
+pub(super) async fn expect_frame(
+    ws: &mut Socket,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .with_context(|| format!("no {what} in time"))?;
+        match frame {
+            Some(Ok(Message::Text(text))) if matches(&text) => return Ok(()),
+            // An Engine.IO ping may come first (socketioxide sends one
+            // before its CONNECT answer): answered, and the wait goes on.
+            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                ws.send(Message::text("3")).await?;
+            }
+            Some(Ok(other)) => bail!("expected {what}, got {other:?}"),
+            Some(Err(err)) => return Err(err.into()),
+            None => bail!("closed before {what}"),
+        }
+    }
 }
 
 #[cfg(test)]

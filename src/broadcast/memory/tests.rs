@@ -1,6 +1,7 @@
 //! The in-process broadcast's log, positions and presence.
 
 use super::*;
+use crate::broadcast::HistoryPolicy;
 use std::time::Duration;
 
 fn broadcast(max_len: usize) -> (MemoryBroadcast, Arc<Mutex<Vec<u64>>>) {
@@ -78,6 +79,7 @@ async fn trimmed_or_foreign_since_is_not_recovered() {
 
 mod position_tests {
     use super::super::*;
+    use crate::broadcast::HistoryPolicy;
     use std::time::Duration;
 
     /// Gap found by a churn run: a member of an empty room had nothing to
@@ -116,6 +118,7 @@ mod position_tests {
 
 mod presence_tests {
     use super::super::*;
+    use crate::broadcast::HistoryPolicy;
     use std::time::Duration;
 
     #[tokio::test]

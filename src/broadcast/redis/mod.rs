@@ -15,15 +15,15 @@
 //!   delivers them after a reconnect or a slot move.
 //! - `probe`: readiness, from a write to every primary.
 
-pub mod keys;
-pub mod presence;
+pub(crate) mod keys;
+pub(crate) mod presence;
 mod probe;
 mod subscriptions;
 pub mod wire;
 
 pub use presence::RedisPresence;
 
-use super::{Broadcast, BroadcastError, Deliver, From, HistoryPolicy, Replay};
+use super::{Broadcast, BroadcastError, Deliver, From, Histories, Replay};
 use crate::redis::RedisSettings;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -51,7 +51,7 @@ pub struct RedisBroadcast {
     subscriber: SubscriberClient,
     publish: Script,
     replay: Script,
-    policy: HistoryPolicy,
+    histories: Histories,
     /// Redis Cluster: SPUBLISH / SSUBSCRIBE, so each room's traffic stays
     /// on the shard that owns it instead of crossing every node.
     sharded: bool,
@@ -77,7 +77,7 @@ fn unavailable(err: Error) -> BroadcastError {
 impl RedisBroadcast {
     pub async fn connect(
         redis: &RedisSettings,
-        policy: HistoryPolicy,
+        histories: Histories,
         deliver: Deliver,
     ) -> anyhow::Result<Self> {
         let mut builder = crate::redis::builder(redis)?;
@@ -94,7 +94,7 @@ impl RedisBroadcast {
             subscriber,
             publish: Script::from_lua(PUBLISH_LUA),
             replay: Script::from_lua(REPLAY_LUA),
-            policy,
+            histories,
             sharded: redis.is_cluster(),
             settings: redis.clone(),
             refs: tokio::sync::Mutex::new(HashMap::new()),
@@ -149,13 +149,14 @@ impl RedisBroadcast {
         if self.sharded { "SPUBLISH" } else { "PUBLISH" }
     }
 
-    /// The history bounds as the log scripts take them.
-    fn max_len(&self) -> Value {
-        Value::Integer(self.policy.max_len as i64)
-    }
-
-    fn max_age_micros(&self) -> Value {
-        Value::Integer(self.policy.max_age.as_micros() as i64)
+    /// The topic's history bounds as the log scripts take them: its
+    /// length, and its age in microseconds.
+    fn bounds(&self, topic: &str) -> (Value, Value) {
+        let policy = self.histories.of(topic);
+        (
+            Value::Integer(policy.max_len as i64),
+            Value::Integer(policy.max_age.as_micros() as i64),
+        )
     }
 
     /// Runs the publish script over `keys` (the log's, and maybe an
@@ -166,6 +167,7 @@ impl RedisBroadcast {
         keys: Vec<String>,
         payload: Bytes,
     ) -> Result<u64, BroadcastError> {
+        let (max_len, max_age) = self.bounds(topic);
         let id: Value = self
             .publish
             .evalsha_with_reload(
@@ -174,8 +176,8 @@ impl RedisBroadcast {
                 vec![
                     Value::from(keys::channel(topic)),
                     Value::Bytes(payload),
-                    self.max_len(),
-                    self.max_age_micros(),
+                    max_len,
+                    max_age,
                     Value::from(self.publish_command()),
                 ],
             )
@@ -243,17 +245,13 @@ impl Broadcast for RedisBroadcast {
             From::Since(id) => ("since", Value::Integer(id as i64)),
             From::Last(n) => ("last", Value::Integer(n as i64)),
         };
+        let (max_len, max_age) = self.bounds(topic);
         let reply: Vec<Value> = self
             .replay
             .evalsha_with_reload(
                 &self.client,
                 keys::log(topic),
-                vec![
-                    Value::from(mode),
-                    value,
-                    self.max_age_micros(),
-                    self.max_len(),
-                ],
+                vec![Value::from(mode), value, max_age, max_len],
             )
             .await
             .map_err(unavailable)?;

@@ -8,7 +8,9 @@
 //! by the Rust side (a live instance is remembered for [`ALIVE_CACHE`]).
 //!
 //! Only a server with members starts this ([`RedisPresence::start`]); the
-//! log alone ([`super::RedisBroadcast`]) writes no heartbeats.
+//! log alone ([`super::RedisBroadcast`]) writes no heartbeats, and a
+//! server without members reads presence through
+//! [`RedisPresence::reader`], which writes none either.
 //!
 //! Sweeping costs Redis nothing while every replica lives: beside its
 //! heartbeat key each instance stamps its time in one sorted set, and a
@@ -63,6 +65,9 @@ pub struct RedisPresence {
     /// Whether this instance's heartbeat key was written once: its first
     /// member must not be seen by others before it.
     beating: AtomicBool,
+    /// False for a reader: it has no members, so no heartbeat and no
+    /// entries of its own.
+    keeps_members: bool,
 }
 
 impl RedisPresence {
@@ -71,7 +76,20 @@ impl RedisPresence {
     /// has members in, and after an outage puts its own members back. The
     /// keeper ends when the returned handle is dropped.
     pub fn start(log: &RedisBroadcast) -> Arc<Self> {
-        let this = Arc::new(Self {
+        let this = Self::new(log, true);
+        this.spawn_keeper(log.resumed.subscribe());
+        this
+    }
+
+    /// Presence for a server without members: lists a topic's members (and
+    /// drops a dead replica's, as every lister does) over the log's command
+    /// connection; no heartbeat, no keeper, and adding a member is refused.
+    pub fn reader(log: &RedisBroadcast) -> Arc<Self> {
+        Self::new(log, false)
+    }
+
+    fn new(log: &RedisBroadcast, keeps_members: bool) -> Arc<Self> {
+        Arc::new(Self {
             client: log.client.clone(),
             script: Script::from_lua(PRESENCE_LUA),
             instance: std::iter::repeat_with(fastrand::alphanumeric)
@@ -81,9 +99,8 @@ impl RedisPresence {
             publish: log.publish_command(),
             alive: std::sync::Mutex::default(),
             beating: AtomicBool::new(false),
-        });
-        this.spawn_keeper(log.resumed.subscribe());
-        this
+            keeps_members,
+        })
     }
 
     fn spawn_keeper(self: &Arc<Self>, mut resumed: tokio::sync::watch::Receiver<u64>) {
@@ -257,6 +274,11 @@ impl Presence for RedisPresence {
         member: &str,
         info: Bytes,
     ) -> Result<(), BroadcastError> {
+        if !self.keeps_members {
+            return Err(BroadcastError::Protocol(
+                "this server reads presence only; it has no members".into(),
+            ));
+        }
         self.local.add(topic, member, info.clone());
         if !self.beating.load(Ordering::Relaxed) {
             self.heartbeat().await;

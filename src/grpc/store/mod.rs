@@ -2,8 +2,8 @@
 //! replicas must agree. Both hand out ids atomically, keep emails unique
 //! (case-insensitively) and start a new, empty store with Alice and Bob.
 
-pub mod memory;
-pub mod redis;
+pub(crate) mod memory;
+pub(crate) mod redis;
 
 use async_trait::async_trait;
 

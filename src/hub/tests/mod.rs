@@ -7,7 +7,7 @@ mod rollback;
 
 use super::*;
 use crate::broadcast::memory::MemoryBroadcast;
-use crate::broadcast::{BroadcastError, Deliver, Replay};
+use crate::broadcast::{BroadcastError, Deliver, HistoryPolicy, Replay};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
@@ -101,23 +101,26 @@ pub(super) struct Fixture {
 
 pub(super) fn settings() -> HubSettings {
     HubSettings {
-        server_id: "test-1".into(),
-        max_rooms: 4,
-        max_message_bytes: 64,
-        send_queue: 64,
-        history: HistoryPolicy {
-            max_len: 100,
-            max_age: Duration::from_secs(600),
+        rooms: RoomSettings {
+            server_id: "test-1".into(),
+            rules: RoomRules::new(64),
+            max_message_bytes: 64,
+            history: HistoryPolicy {
+                max_len: 100,
+                max_age: Duration::from_secs(600),
+            },
         },
+        max_rooms: 4,
+        send_queue: 64,
     }
 }
 
 pub(super) fn fixture() -> Fixture {
     let metrics = Arc::new(Metrics::new());
-    let rooms = Arc::new(Rooms::new(metrics.clone()));
+    let local = Local::new(metrics.clone());
     let switches = Arc::new(Switches::default());
     let deliver: Deliver = {
-        let to_rooms = rooms.deliverer();
+        let to_rooms = local.deliverer();
         let switches = switches.clone();
         Arc::new(move |envelope| {
             if !switches.cut.load(Ordering::SeqCst) {
@@ -126,15 +129,18 @@ pub(super) fn fixture() -> Fixture {
         })
     };
     let log = Arc::new(Faulty {
-        inner: MemoryBroadcast::new(settings().history, deliver),
+        inner: MemoryBroadcast::new(settings().rooms.history, deliver),
         switches,
         gate: Semaphore::new(0),
         gated: AtomicBool::new(false),
         resumed: tokio::sync::watch::Sender::new(0),
     });
     // Presence events go straight to the rooms, like the log's deliveries.
-    let presence = Arc::new(MemoryBroadcast::new(settings().history, rooms.deliverer()));
-    let hub = Hub::new(settings(), rooms, log.clone(), presence.clone(), metrics);
+    let presence = Arc::new(MemoryBroadcast::new(
+        settings().rooms.history,
+        local.deliverer(),
+    ));
+    let hub = Hub::new(settings(), local, log.clone(), presence.clone(), metrics);
     Fixture { hub, log, presence }
 }
 

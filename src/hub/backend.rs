@@ -1,19 +1,52 @@
-//! What a backend may do with rooms without being a client: post as any
-//! user, read a room's history and presence, see what this replica holds.
-//! The server API (`crate::api`) and the user service reach rooms here;
-//! the same rules of a room apply as to a door's client, except the token
-//! scope, which a backend does not have.
+//! A replica's rooms as the shared log sees them, without sessions: post
+//! as any user, read a room's history and presence, send a command to
+//! every replica. The hub's sessions sit on top of it; grpc-server, which
+//! has no chat clients, runs on it alone (no local rooms, no presence
+//! heartbeat). The same rules of a room apply as to a door's client,
+//! except the token scope, which a backend does not have.
 
-use super::connected::{CONTROL_TOPIC, Control};
+use super::metrics::Metrics;
+use super::rules::RoomRules;
 use super::wire::MessageBody;
-use super::{DisplayName, Hub, HubError, RoomName, rooms::topic};
-use crate::broadcast::From;
+use super::{DisplayName, HubError, RoomName};
+use crate::broadcast::{Broadcast, From, HistoryPolicy, Presence};
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How often a hub that could not subscribe the control topic tries again.
-const CONTROL_RETRY: Duration = Duration::from_secs(1);
+/// Broadcast topics of chat rooms, so other users of the broadcast (the
+/// user service) cannot collide with a room name.
+pub const TOPIC_PREFIX: &str = "room:";
+
+pub fn topic(room: &RoomName) -> String {
+    format!("{TOPIC_PREFIX}{room}")
+}
+
+/// The broadcast topic of commands to every replica. Not a room topic, so
+/// no room name can collide with it.
+pub const CONTROL_TOPIC: &str = "control";
+
+/// One command on [`CONTROL_TOPIC`].
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Close every connection of this user.
+    Disconnect(String),
+}
+
+/// What every front end's rooms follow, whether it holds sessions or not.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    /// This replica's name, stamped on every message it accepts.
+    pub server_id: String,
+    /// Which names are rooms.
+    pub rules: RoomRules,
+    /// Largest message text, in bytes.
+    pub max_message_bytes: usize,
+    /// How much of each room's log is kept, for `since` and `history`.
+    pub history: HistoryPolicy,
+}
 
 /// The user every message a backend posts (server API, ChatService) is
 /// from; its display name says who.
@@ -51,16 +84,46 @@ pub struct History {
     pub messages: Vec<(u64, Bytes)>,
 }
 
-/// This replica's own counts.
-#[derive(Debug, Clone, Copy)]
-pub struct Stats {
-    pub connections: i64,
-    pub rooms: i64,
-    pub messages_in: u64,
-    pub messages_out: u64,
+pub struct Backend {
+    settings: RoomSettings,
+    pub(super) log: Arc<dyn Broadcast>,
+    pub(super) presence: Arc<dyn Presence>,
+    metrics: Arc<Metrics>,
 }
 
-impl Hub {
+impl Backend {
+    pub fn new(
+        settings: RoomSettings,
+        log: Arc<dyn Broadcast>,
+        presence: Arc<dyn Presence>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            settings,
+            log,
+            presence,
+            metrics,
+        }
+    }
+
+    pub fn settings(&self) -> &RoomSettings {
+        &self.settings
+    }
+
+    /// Which names are rooms, for every front end.
+    pub fn rules(&self) -> &RoomRules {
+        &self.settings.rules
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// True while publishes and history reads can succeed.
+    pub fn is_ready(&self) -> bool {
+        self.log.is_ready()
+    }
+
     /// Publishes to every member of the room on every replica; returns the
     /// id. With an idempotency key (1 to [`MAX_IDEMPOTENCY_KEY`]
     /// characters), a publish of the same key to the same room within the
@@ -136,11 +199,6 @@ impl Hub {
         Ok(self.presence.presence(&topic(room)).await?)
     }
 
-    /// This replica's rooms with their local member counts.
-    pub fn local_rooms(&self) -> Vec<(String, usize)> {
-        self.rooms.counts()
-    }
-
     /// Closes every connection of `user`, on every replica: native clients
     /// get close code 4002, Socket.IO clients a DISCONNECT (no automatic
     /// reconnect), and neither session is recoverable. Not a ban: the user
@@ -150,30 +208,5 @@ impl Hub {
         let payload = serde_json::to_vec(&command).expect("control commands always serialise");
         self.log.publish(CONTROL_TOPIC, payload.into()).await?;
         Ok(())
-    }
-
-    /// Listens on the control topic, retrying until the backend answers.
-    pub(super) fn listen_for_control(self: &Arc<Self>) {
-        let hub = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let Some(hub) = hub.upgrade() else { return };
-                match hub.log.subscribe(CONTROL_TOPIC).await {
-                    Ok(()) => return,
-                    Err(err) => tracing::debug!(%err, "control topic not subscribed yet"),
-                }
-                drop(hub);
-                tokio::time::sleep(CONTROL_RETRY).await;
-            }
-        });
-    }
-
-    pub fn stats(&self) -> Stats {
-        Stats {
-            connections: self.metrics.connections.get(),
-            rooms: self.metrics.rooms.get(),
-            messages_in: self.metrics.messages_in.get(),
-            messages_out: self.metrics.messages_out.get(),
-        }
     }
 }
