@@ -227,7 +227,7 @@ pub async fn connect_with_presence(
 /// The log and a presence that only reads others' members, for a server
 /// without members (grpc-server): no heartbeat, nothing kept alive, one
 /// command connection and one subscriber in all.
-pub async fn connect_with_presence_reader(
+pub async fn connect_presence_reader(
     redis: Option<&RedisSettings>,
     histories: impl Into<Histories>,
     deliver: Deliver,

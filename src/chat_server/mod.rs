@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// What the server runs on, built from the flags by `crate::config`.
+/// What the server runs on, built from the flags by the `config` module.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub hub: HubSettings,

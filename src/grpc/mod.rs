@@ -51,7 +51,7 @@ const UPDATE_HISTORY: HistoryPolicy = HistoryPolicy {
     max_age: Duration::from_secs(3600),
 };
 
-/// What the server runs on, built from the flags by `crate::config`.
+/// What the server runs on, built from the flags by the `config` module.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// This replica's name, for logs and on what it posts to rooms.
@@ -96,8 +96,7 @@ pub async fn run(
     let histories =
         Histories::from(settings.rooms.history).with(updates::UPDATES_TOPIC, UPDATE_HISTORY);
     let (broker, presence) =
-        broadcast::connect_with_presence_reader(redis.as_ref(), histories, updates.deliverer())
-            .await?;
+        broadcast::connect_presence_reader(redis.as_ref(), histories, updates.deliverer()).await?;
     let rooms = Arc::new(Backend::new(
         settings.rooms.clone(),
         broker.clone(),
