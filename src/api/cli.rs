@@ -64,6 +64,15 @@ pub enum ApiCall {
     },
     /// Print who is in a room, on every replica.
     Presence { room: String },
+    /// Drain a replica (the one answering, or `--server`): it stops taking
+    /// sockets, sends those it holds to the others at the drain's pace,
+    /// and exits.
+    Drain {
+        /// The replica's id (SERVER_ID); any live replica can be named
+        /// through any other.
+        #[arg(long)]
+        server: Option<String>,
+    },
 }
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
@@ -82,6 +91,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             json!({"room": room, "since": since.map(|s| s.to_string()), "limit": limit}),
         ),
         ApiCall::Presence { room } => ("presence", json!({"room": room})),
+        ApiCall::Drain { server: None } => ("drain", json!({})),
+        ApiCall::Drain {
+            server: Some(server),
+        } => ("drain", json!({"server": server})),
     };
     let answer = tokio::time::timeout(args.timeout, call(&args, path, &body))
         .await
@@ -102,6 +115,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
                 println!("{} on {}", who(m), text(&m["server"]));
             }
         }
+        ApiCall::Drain { .. } => println!("Draining: {}", text(&answer["server"])),
     }
     Ok(())
 }

@@ -190,6 +190,40 @@ pub(super) async fn disconnect(State(state): State<ApiState>, Body(body): Body) 
     Ok(Json(json!({"user": request.user})))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Drain {
+    /// The replica to drain; this one when absent.
+    #[serde(default)]
+    server: Option<String>,
+}
+
+/// Drains a replica (the one answering, unless `server` names another
+/// live one) as SIGTERM does: not ready at once, its sockets sent to the
+/// other replicas at the drain's pace, then it exits.
+pub(super) async fn drain(State(state): State<ApiState>, Body(body): Body) -> Answer {
+    let request: Drain = match body.is_empty() {
+        true => Drain { server: None },
+        false => parse(&body)?,
+    };
+    let own = &state.hub.settings().server_id;
+    let server = request.server.unwrap_or_else(|| own.clone());
+    if server == *own {
+        state.hub.drain_requested().cancel();
+    } else {
+        let replicas = state.hub.replicas().await?;
+        if !replicas.iter().any(|r| r.server == server) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::UnknownServer,
+                format!("no live replica is named {server}"),
+            ));
+        }
+        state.hub.drain_replica(&server).await?;
+    }
+    Ok(Json(json!({"server": server, "draining": true})))
+}
+
 /// No body or `{}`; not `[]`, which serde would take for an empty
 /// struct, nor blank text, which is not JSON.
 fn parse_empty(body: &[u8]) -> Result<(), ApiError> {
@@ -210,7 +244,7 @@ pub(super) async fn rooms(State(state): State<ApiState>, Body(body): Body) -> An
     let hub = &state.hub;
     let rooms = futures_util::stream::iter(hub.local_rooms())
         .map(|(name, local)| async move {
-            let room = RoomName::parse(&name, usize::MAX).ok()?;
+            let room = hub.rules().room(&name).ok()?;
             let total = hub.room_presence(&room).await.ok().map(|m| m.len());
             Some(json!({"room": name, "local_members": local, "total_members": total}))
         })

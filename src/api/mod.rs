@@ -73,6 +73,7 @@ where
         .route("/api/history", post(handlers::history))
         .route("/api/presence", post(handlers::presence))
         .route("/api/disconnect", post(handlers::disconnect))
+        .route("/api/drain", post(handlers::drain))
         .route("/api/rooms", post(handlers::rooms))
         .route("/api/stats", post(handlers::stats))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -25,6 +25,8 @@ pub struct MemoryBroadcast {
     /// Topic to member to info. Held across delivery for the same reason.
     presence: PresenceMap,
     resumed: tokio::sync::watch::Sender<u64>,
+    /// The one replica's report of itself.
+    report: Mutex<Option<Bytes>>,
 }
 
 struct Log {
@@ -49,6 +51,7 @@ impl MemoryBroadcast {
             topics: Mutex::new(HashMap::new()),
             presence: PresenceMap::default(),
             resumed: tokio::sync::watch::Sender::new(0),
+            report: Mutex::new(None),
         }
     }
 
@@ -236,6 +239,21 @@ impl Presence for MemoryBroadcast {
 
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {
         Ok(self.presence.infos(topic))
+    }
+
+    async fn report(&self, state: Bytes) -> Result<(), BroadcastError> {
+        *self.report.lock().expect("report lock poisoned") = Some(state);
+        Ok(())
+    }
+
+    async fn replicas(&self) -> Result<Vec<Bytes>, BroadcastError> {
+        Ok(self
+            .report
+            .lock()
+            .expect("report lock poisoned")
+            .iter()
+            .cloned()
+            .collect())
     }
 }
 

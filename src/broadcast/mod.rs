@@ -175,7 +175,8 @@ pub trait Broadcast: Send + Sync + 'static {
     fn resumed(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
-/// Who is in a topic, on every replica. Changes are delivered to the
+/// Who is in a topic, on every replica, and which replicas there are.
+/// Changes of a topic's members are delivered to the
 /// topic's subscribers as [`Kind::Joined`] / [`Kind::Left`] envelopes
 /// through the same [`Deliver`] callback as the log.
 #[async_trait]
@@ -197,6 +198,14 @@ pub trait Presence: Send + Sync + 'static {
     /// replicas that died without saying goodbye are dropped (and announced
     /// as left) once the replica's heartbeat expires.
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError>;
+
+    /// Publishes this replica's report of itself (a JSON object: sockets,
+    /// draining, ...), replacing its last one.
+    async fn report(&self, state: Bytes) -> Result<(), BroadcastError>;
+
+    /// The latest report of every live replica, this one's included; a
+    /// replica that stopped reporting drops out with its heartbeat.
+    async fn replicas(&self) -> Result<Vec<Bytes>, BroadcastError>;
 }
 
 /// The log alone, for a server that needs no presence: Redis when

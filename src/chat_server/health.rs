@@ -13,6 +13,8 @@ pub(super) async fn healthz() -> &'static str {
 pub(super) async fn readyz(State(state): State<DoorState>) -> Response {
     if state.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if state.draining.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
     } else if state.hub.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {

@@ -8,13 +8,17 @@
 //! exit. Connections pass [`crate::gate`] before any request is read.
 //!
 //! - [`state`]: the router's state, a sub-state per front end.
+//! - [`drain`]: readiness off, then sockets sent elsewhere at a pace.
+//! - [`rebalance`]: reports, fair shares, and shedding the excess.
 //! - `pages`: the chat and users pages.
 //! - `health`: liveness, readiness, metrics.
 //! - `origin`: which pages may reach the doors.
 
+pub mod drain;
 mod health;
 mod origin;
 mod pages;
+pub mod rebalance;
 pub(crate) mod state;
 
 use crate::api::{ApiKey, ApiState};
@@ -26,6 +30,8 @@ use crate::hub::{Hub, HubSettings};
 use crate::redis::RedisSettings;
 use axum::Router;
 use axum::routing::get;
+use drain::DrainSettings;
+use rebalance::RebalanceSettings;
 use state::AppState;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +52,11 @@ pub struct Settings {
     pub gate: crate::gate::GateSettings,
     /// `None`: standalone.
     pub redis: Option<RedisSettings>,
-    /// How long shutdown waits for sockets to close.
+    /// The longest a drain may take before the rest is closed at once.
     pub shutdown_timeout: Duration,
+    pub drain: DrainSettings,
+    /// `None`: no rebalancing (off, or standalone).
+    pub rebalance: Option<RebalanceSettings>,
     /// `Some`: the server API is on, behind this key.
     pub api_key: Option<ApiKey>,
 }
@@ -82,8 +91,14 @@ pub fn app(state: AppState, origins: AllowedOrigins, api_key: Option<ApiKey>) ->
         .with_state(state)
 }
 
-/// Serves until `shutdown` is cancelled, then closes every socket (1001)
-/// within `shutdown_timeout`.
+/// How long sockets still open when the drain ends (or its deadline
+/// passes) have to take their close frames, and requests in progress to
+/// finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves until `shutdown` is cancelled or a drain of this replica is asked
+/// for; then drains (see [`drain`]) and returns once no socket is left,
+/// or `shutdown_timeout` after the drain began.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
@@ -92,12 +107,15 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let hub = Hub::connect(settings.hub.clone(), settings.redis.as_ref(), metrics).await?;
     let gate = crate::gate::Gate::new(settings.gate.clone());
+    // `stop` closes what is left at once; `draining` starts the drain.
+    let stop = CancellationToken::new();
     let door = DoorState::new(
         hub.clone(),
         settings.verifier.clone(),
         gate.clone(),
         settings.limits.clone(),
-        shutdown.clone(),
+        stop.clone(),
+        CancellationToken::new(),
     );
     let sio = crate::socketio::SioState::new(
         door.clone(),
@@ -116,17 +134,33 @@ pub async fn run(
     let api = settings.api_key.is_some();
     tracing::info!(%addr, id = %settings.hub.rooms.server_id, mode, api, "ws-server listening");
 
-    crate::gate::http1::serve(
+    if let Some(rebalance) = settings.rebalance {
+        tokio::spawn(rebalance::run(door.clone(), rebalance));
+    }
+    let drainer = {
+        let door = door.clone();
+        let (drain, timeout) = (settings.drain, settings.shutdown_timeout);
+        async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = door.hub.drain_requested().cancelled() => {}
+            }
+            let deadline = tokio::time::Instant::now() + timeout;
+            drain::run(&door, drain, deadline).await;
+            stop.cancel();
+        }
+    };
+    let serve = crate::gate::http1::serve(
         listener,
         app(state, settings.origins.clone(), settings.api_key.clone()),
         gate,
-        shutdown.clone(),
-        settings.shutdown_timeout,
-    )
-    .await;
+        door.shutdown.clone(),
+        CLOSE_GRACE,
+    );
+    tokio::join!(drainer, serve);
 
     door.connections.close();
-    if tokio::time::timeout(settings.shutdown_timeout, door.connections.wait())
+    if tokio::time::timeout(CLOSE_GRACE, door.connections.wait())
         .await
         .is_err()
     {

@@ -117,9 +117,41 @@ pub struct WsServerArgs {
     #[command(flatten)]
     pub rooms: RoomArgs,
 
-    /// How long shutdown waits for clients to be closed before exiting anyway.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// The longest a drain (SIGTERM, or the server API's drain) may take:
+    /// sockets still open then are closed at once. Keep it above
+    /// --drain-delay plus --drain-duration, and below the orchestrator's
+    /// grace period (compose stop_grace_period, Kubernetes
+    /// terminationGracePeriodSeconds).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// How long a draining replica keeps serving its sockets, not ready and
+    /// refusing new ones, before it sends them elsewhere: the time a
+    /// balancer needs to stop routing to it (Kubernetes: a readiness probe
+    /// failure plus endpoint propagation).
+    #[arg(long, env = "DRAIN_DELAY", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+
+    /// Over how long a draining replica closes its sockets (evenly, oldest
+    /// first; at least 20 a second), so that clients reconnect elsewhere as
+    /// a trickle rather than all at once.
+    #[arg(long, env = "DRAIN_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_duration: Duration,
+
+    /// Rebalancing (needs Redis): a replica above its fair share of sockets
+    /// refuses new ones, and beyond the tolerance sends the excess to
+    /// replicas with room (after a scale-out or a rolling restart).
+    #[arg(long, env = "REBALANCE", value_enum, default_value_t = Switch::On)]
+    pub rebalance: Switch,
+
+    /// How far above its fair share a replica may be before it sheds, as a
+    /// fraction (0.1: 10% above the average).
+    #[arg(long, env = "REBALANCE_TOLERANCE", default_value_t = 0.1)]
+    pub rebalance_tolerance: f64,
+
+    /// Sockets a replica sends elsewhere per second at most when it sheds.
+    #[arg(long, env = "REBALANCE_RATE", default_value_t = 20.0)]
+    pub rebalance_rate: f64,
 
     /// Socket.IO connection state recovery: `on` adds an offset as the
     /// last argument of every `message` event (socket.io-client ignores
@@ -192,6 +224,16 @@ impl WsServerArgs {
             gate: self.gate.settings(),
             redis: self.redis.settings(),
             shutdown_timeout: self.shutdown_timeout,
+            drain: crate::chat_server::drain::DrainSettings {
+                delay: self.drain_delay,
+                duration: self.drain_duration,
+            },
+            rebalance: (self.rebalance == Switch::On && self.redis.redis_url.is_some()).then_some(
+                crate::chat_server::rebalance::RebalanceSettings {
+                    tolerance: self.rebalance_tolerance,
+                    rate: self.rebalance_rate,
+                },
+            ),
             api_key: self.api_key()?,
         })
     }

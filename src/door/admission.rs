@@ -1,11 +1,14 @@
 //! Whether a new connection may be served, on either door: the replica's
-//! bound, the client address's bounds, and not while shutting down.
+//! bound, the client address's bounds, not while draining or shutting
+//! down, and not while rebalancing finds this replica over its fair share.
+//! Each refusal is a 503 that a balancer retries on another replica.
 
 use super::DoorState;
 use crate::gate::clients::{Refused, Slot};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 /// A connection's places: in its client address's count and in the
 /// replica's; both given back when it is dropped.
@@ -18,6 +21,8 @@ pub(crate) struct Admission {
 #[derive(Debug)]
 pub(crate) enum NotAdmitted {
     ShuttingDown,
+    Draining,
+    OverShare,
     Full,
     Client(Refused),
 }
@@ -31,6 +36,12 @@ pub(crate) fn admit(
 ) -> Result<Admission, NotAdmitted> {
     if state.shutdown.is_cancelled() {
         return Err(NotAdmitted::ShuttingDown);
+    }
+    if state.draining.is_cancelled() {
+        return Err(NotAdmitted::Draining);
+    }
+    if state.over_share.load(Ordering::Relaxed) {
+        return Err(NotAdmitted::OverShare);
     }
     let clients = state.gate.clients();
     let ip = clients.address(peer.ip(), headers);
@@ -50,6 +61,16 @@ impl IntoResponse for NotAdmitted {
             Self::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
             }
+            Self::Draining => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining: connect to another replica",
+            )
+                .into_response(),
+            Self::OverShare => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "over its fair share of connections: connect to another replica",
+            )
+                .into_response(),
             Self::Full => (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response(),
             Self::Client(why) => (StatusCode::TOO_MANY_REQUESTS, why.to_string()).into_response(),
         }

@@ -20,6 +20,7 @@ pub(crate) mod socket;
 use crate::hub::Hub;
 use crate::hub::metrics::Metrics;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +39,13 @@ pub struct DoorShared {
     pub(crate) metrics: Arc<Metrics>,
     /// Cancelled when the server stops: connections close with 1001.
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled when a drain starts: not ready, no new sockets, the ones
+    /// held sent elsewhere at the drain's pace.
+    pub(crate) draining: CancellationToken,
+    /// Set by rebalancing while this replica holds more than its fair
+    /// share: new sockets are refused (503) so a balancer that retries
+    /// places them on a replica with room.
+    pub(crate) over_share: AtomicBool,
     /// Upgraded sockets, so shutdown can wait for their close frames.
     pub(crate) connections: TaskTracker,
     /// One permit per open socket, taken before the upgrade and held by
@@ -53,6 +61,7 @@ impl DoorState {
         gate: crate::gate::Gate,
         limits: limits::Limits,
         shutdown: CancellationToken,
+        draining: CancellationToken,
     ) -> Self {
         Self(Arc::new(DoorShared {
             metrics: hub.metrics().clone(),
@@ -62,8 +71,15 @@ impl DoorState {
             gate,
             limits,
             shutdown,
+            draining,
+            over_share: AtomicBool::new(false),
             connections: TaskTracker::new(),
         }))
+    }
+
+    /// Open sockets of both doors.
+    pub(crate) fn sockets(&self) -> i64 {
+        self.metrics.connections.get()
     }
 }
 

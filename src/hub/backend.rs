@@ -33,6 +33,20 @@ pub const CONTROL_TOPIC: &str = "control";
 pub enum Control {
     /// Close every connection of this user.
     Disconnect(String),
+    /// The replica with this id drains (as on SIGTERM) and exits.
+    Drain(String),
+}
+
+/// What a ws-server replica reports of itself beside its heartbeat, for
+/// rebalancing and the server API. Fields may be added; readers ignore
+/// what they do not know.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    pub server: String,
+    /// Open sockets, both doors.
+    pub sockets: u64,
+    /// A draining replica's sockets are moving elsewhere: it takes none.
+    pub draining: bool,
 }
 
 /// What every front end's rooms follow, whether it holds sessions or not.
@@ -199,12 +213,36 @@ impl Backend {
         Ok(self.presence.presence(&topic(room)).await?)
     }
 
+    /// Publishes this replica's report of itself.
+    pub async fn report(&self, report: &ReplicaReport) -> Result<(), HubError> {
+        let json = serde_json::to_vec(report).expect("reports always serialise");
+        Ok(self.presence.report(json.into()).await?)
+    }
+
+    /// The latest report of every live replica (none standalone, where
+    /// nothing reports).
+    pub async fn replicas(&self) -> Result<Vec<ReplicaReport>, HubError> {
+        let all = self.presence.replicas().await?;
+        Ok(all
+            .iter()
+            .filter_map(|report| serde_json::from_slice(report).ok())
+            .collect())
+    }
+
     /// Closes every connection of `user`, on every replica: native clients
     /// get close code 4002, Socket.IO clients a DISCONNECT (no automatic
     /// reconnect), and neither session is recoverable. Not a ban: the user
     /// may connect again.
     pub async fn disconnect(&self, user: &str) -> Result<(), HubError> {
-        let command = Control::Disconnect(user.to_owned());
+        self.command(Control::Disconnect(user.to_owned())).await
+    }
+
+    /// Asks the replica named `server` to drain and exit, wherever it is.
+    pub async fn drain_replica(&self, server: &str) -> Result<(), HubError> {
+        self.command(Control::Drain(server.to_owned())).await
+    }
+
+    async fn command(&self, command: Control) -> Result<(), HubError> {
         let payload = serde_json::to_vec(&command).expect("control commands always serialise");
         self.log.publish(CONTROL_TOPIC, payload.into()).await?;
         Ok(())

@@ -1,22 +1,42 @@
 //! Who is connected to this replica, by user, and what the commands of
-//! the control topic do to them: a server API disconnect reaches the
-//! user's connections wherever they are.
+//! the control topic do here: a server API disconnect reaches the user's
+//! connections wherever they are; a drain reaches the replica it names.
+//! Shedding (a drain, rebalancing) closes the oldest sessions first: a
+//! client that just moved here is not moved again.
 
 use super::backend::Control;
 use super::mailbox::{Mailbox, Outbound, try_queue};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 /// User to the ids and mailboxes of its sessions here.
 type ByUser = HashMap<Box<str>, Vec<(u64, Mailbox)>>;
 
-#[derive(Default)]
 pub struct Connected {
     /// A std mutex: held for a map update or one pass of `try_send`s.
     users: Mutex<ByUser>,
+    /// This replica's id, which a drain command names.
+    server_id: String,
+    /// Cancelled by a drain command naming this replica; the server
+    /// watches it.
+    drain: CancellationToken,
 }
 
 impl Connected {
+    pub fn new(server_id: String) -> Self {
+        Self {
+            users: Mutex::default(),
+            server_id,
+            drain: CancellationToken::new(),
+        }
+    }
+
+    /// Cancelled once a drain of this replica is asked for.
+    pub fn drain_requested(&self) -> &CancellationToken {
+        &self.drain
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ByUser> {
         self.users.lock().expect("connected lock poisoned")
     }
@@ -48,8 +68,51 @@ impl Connected {
                     tracing::info!(closed, "disconnected a user's connections on request");
                 }
             }
+            Ok(Control::Drain(server)) => {
+                if server == self.server_id {
+                    tracing::info!("drain requested through the server API");
+                    self.drain.cancel();
+                }
+            }
             Err(err) => tracing::warn!(%err, "ignoring an unknown control command"),
         }
+    }
+
+    /// Sessions of this replica.
+    pub fn count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    /// Tells the `n` oldest sessions to reconnect elsewhere and forgets
+    /// them (each is told once); how many were told.
+    pub fn shed(&self, n: usize) -> usize {
+        let mut users = self.lock();
+        let mut oldest: Vec<(u64, &str)> = users
+            .iter()
+            .flat_map(|(user, sessions)| sessions.iter().map(move |(id, _)| (*id, &**user)))
+            .collect();
+        if n < oldest.len() {
+            oldest.select_nth_unstable(n);
+            oldest.truncate(n);
+        }
+        let chosen: Vec<(u64, Box<str>)> = oldest
+            .into_iter()
+            .map(|(id, user)| (id, user.into()))
+            .collect();
+        for (id, user) in &chosen {
+            if let Some(sessions) = users.get_mut(user) {
+                if let Some(at) = sessions.iter().position(|(s, _)| s == id) {
+                    let (_, mailbox) = sessions.swap_remove(at);
+                    // A full queue cancels the session as too slow: it
+                    // closes, and reconnects, anyway.
+                    try_queue(&mailbox, Outbound::Reconnect);
+                }
+                if sessions.is_empty() {
+                    users.remove(user);
+                }
+            }
+        }
+        chosen.len()
     }
 
     /// Tells every local connection of `user` to close; how many there were.

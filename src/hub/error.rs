@@ -35,6 +35,8 @@ pub enum ErrorCode {
     TokenExpired,
     /// A server API call without the right key (HTTP 401).
     Unauthorized,
+    /// A server API call naming a replica that is not alive (HTTP 404).
+    UnknownServer,
 }
 
 impl ErrorCode {
@@ -54,6 +56,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::TokenExpired => "token_expired",
             Self::Unauthorized => "unauthorized",
+            Self::UnknownServer => "unknown_server",
         }
     }
 }

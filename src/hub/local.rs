@@ -16,10 +16,11 @@ pub struct Local {
 }
 
 impl Local {
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+    /// `server_id`: this replica's, which drain commands name.
+    pub fn new(metrics: Arc<Metrics>, server_id: String) -> Arc<Self> {
         Arc::new(Self {
             rooms: Rooms::new(metrics),
-            connected: Connected::default(),
+            connected: Connected::new(server_id),
         })
     }
 

@@ -19,6 +19,11 @@ pub enum Outbound {
     /// door closes it (native close 4002, Socket.IO DISCONNECT) and it is
     /// not recovered.
     Disconnect,
+    /// This replica is draining or sheds load: the door answers what the
+    /// client already sent, then closes it so that it reconnects elsewhere
+    /// and resumes (native close 1001, Socket.IO: the transport closed, its
+    /// session saved for recovery).
+    Reconnect,
 }
 
 /// One room message, decoded once per replica and shared by every recipient.

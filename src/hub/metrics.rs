@@ -19,6 +19,12 @@ pub struct Metrics {
     pub messages_in: Counter,
     pub messages_out: Counter,
     pub slow_consumers: Counter,
+    /// 1 from the start of a drain.
+    pub draining: Gauge,
+    /// Sockets sent elsewhere by a drain.
+    pub drained: Counter,
+    /// Sockets sent elsewhere by rebalancing.
+    pub rebalanced: Counter,
     errors: Family<Labels, Counter>,
     pub publish_seconds: Histogram,
 }
@@ -31,6 +37,9 @@ impl Metrics {
         let messages_in = Counter::default();
         let messages_out = Counter::default();
         let slow_consumers = Counter::default();
+        let draining = Gauge::default();
+        let drained = Counter::default();
+        let rebalanced = Counter::default();
         let errors = Family::<Labels, Counter>::default();
         // 50 us .. ~1.6 s: loopback Redis answers in well under a millisecond.
         let publish_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
@@ -55,6 +64,21 @@ impl Metrics {
             "Connections closed because their send queue was full",
             slow_consumers.clone(),
         );
+        registry.register(
+            "draining",
+            "1 while this replica drains (not ready, sockets sent elsewhere)",
+            draining.clone(),
+        );
+        registry.register(
+            "drained_sockets",
+            "Sockets closed by a drain so that they reconnect elsewhere",
+            drained.clone(),
+        );
+        registry.register(
+            "rebalanced_sockets",
+            "Sockets closed by rebalancing so that they reconnect to a replica with room",
+            rebalanced.clone(),
+        );
         registry.register("errors", "Error frames sent, by code", errors.clone());
         registry.register(
             "publish_latency_seconds",
@@ -68,6 +92,9 @@ impl Metrics {
             messages_in,
             messages_out,
             slow_consumers,
+            draining,
+            drained,
+            rebalanced,
             errors,
             publish_seconds,
         }

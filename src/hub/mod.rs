@@ -38,7 +38,7 @@ pub(crate) mod rules;
 pub(crate) mod session;
 pub(crate) mod wire;
 
-pub use backend::{Backend, RoomSettings};
+pub use backend::{Backend, ReplicaReport, RoomSettings};
 pub use error::{ErrorCode, HubError};
 pub use mailbox::{Outbound, RoomEvent, RoomMessage};
 pub use names::{DisplayName, NameError, RoomName};
@@ -123,7 +123,7 @@ impl Hub {
         redis: Option<&RedisSettings>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Self>> {
-        let local = Local::new(metrics.clone());
+        let local = Local::new(metrics.clone(), settings.rooms.server_id.clone());
         let (log, presence) =
             broadcast::connect_with_presence(redis, settings.rooms.history, local.deliverer())
                 .await?;
@@ -335,6 +335,23 @@ impl Hub {
     /// Local members of a room on this replica.
     pub fn local_members(&self, room: &str) -> usize {
         self.local.rooms.members(room)
+    }
+
+    /// Sessions on this replica.
+    pub fn sessions(&self) -> usize {
+        self.local.connected.count()
+    }
+
+    /// Tells the `n` oldest sessions to reconnect elsewhere (see
+    /// [`Outbound::Reconnect`]); how many were told.
+    pub fn shed(&self, n: usize) -> usize {
+        self.local.connected.shed(n)
+    }
+
+    /// Cancelled when a drain of this replica is asked for: on the control
+    /// topic (the server API's drain, sent from any replica) or here.
+    pub fn drain_requested(&self) -> &CancellationToken {
+        self.local.connected.drain_requested()
     }
 
     /// This replica's rooms with their local member counts.

@@ -83,7 +83,7 @@ impl Session {
                 true
             }
             Outbound::Event(event) => self.rooms.get_mut(&event.room).is_some_and(|j| j.events),
-            Outbound::Disconnect => true,
+            Outbound::Disconnect | Outbound::Reconnect => true,
         }
     }
 }

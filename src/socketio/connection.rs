@@ -32,6 +32,10 @@ const WRITE_BATCH: usize = 64;
 /// How long a close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Packets already received that are answered before the transport is
+/// closed to send the client elsewhere.
+const ANSWERED_BEFORE_CLOSE: usize = 256;
+
 /// The session's task. `sid` is its Engine.IO id; a polling session keeps
 /// it in its [`Polling`], a WebSocket one needs it only for the open packet.
 pub(super) fn run(
@@ -132,7 +136,10 @@ impl Connection {
 
     async fn handle(&mut self, wake: Wake) -> Result<(), End> {
         match wake {
-            Wake::Shutdown => Err(End::Shutdown),
+            Wake::Shutdown => {
+                self.answer_received().await?;
+                Err(End::Shutdown)
+            }
             Wake::TooSlow => Err(End::TooSlow),
             Wake::Expired => {
                 // Socket.IO's DISCONNECT: the client does not reconnect by
@@ -205,12 +212,22 @@ impl Connection {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(item) = next.take() {
-            if let Outbound::Disconnect = item {
-                // Socket.IO's DISCONNECT: the client does not reconnect by
-                // itself.
-                self.feed("41".into()).await?;
-                self.flush().await?;
-                return Err(End::Disconnected);
+            match item {
+                Outbound::Disconnect => {
+                    // Socket.IO's DISCONNECT: the client does not reconnect
+                    // by itself.
+                    self.feed("41".into()).await?;
+                    self.flush().await?;
+                    return Err(End::Disconnected);
+                }
+                Outbound::Reconnect => {
+                    // Never a DISCONNECT: the transport closes, the session
+                    // is saved, and the client reconnects and recovers.
+                    self.flush().await?;
+                    Box::pin(self.answer_received()).await?;
+                    return Err(End::Moved);
+                }
+                _ => {}
             }
             let socket = self.socket.as_mut().expect("queued only once connected");
             if socket.session.admit(&item)
@@ -222,6 +239,20 @@ impl Connection {
             }
             if written < WRITE_BATCH {
                 next = self.socket.as_ref().and_then(|s| s.queue.try_recv().ok());
+            }
+        }
+        self.flush().await
+    }
+
+    /// Answers every packet the client already sent (those that arrive
+    /// without waiting) before the transport is closed under it: a packet
+    /// it got no answer to was never acted on.
+    async fn answer_received(&mut self) -> Result<(), End> {
+        use futures_util::FutureExt;
+        for _ in 0..ANSWERED_BEFORE_CLOSE {
+            match incoming(&mut self.link).now_or_never() {
+                Some(Wake::Packet(text)) => self.on_packet(&text).await?,
+                _ => break,
             }
         }
         self.flush().await
@@ -286,6 +317,7 @@ impl Connection {
         }
         let (code, reason) = match end {
             End::Shutdown => (close::GOING_AWAY, "server shutting down"),
+            End::Moved => (close::GOING_AWAY, "server draining; reconnect"),
             End::TooSlow => (close::TRY_AGAIN_LATER, "too slow"),
             End::PingTimeout => (close::PING_TIMEOUT, "ping timeout"),
             End::TooLarge => (close::TOO_BIG, "payload too large"),

@@ -29,6 +29,8 @@ pub(super) enum End {
     /// The transport went away: recoverable within the window.
     Lost,
     Shutdown,
+    /// Sent elsewhere (this replica drains or sheds load): recoverable.
+    Moved,
     TooSlow,
     PingTimeout,
     ConnectTimeout,

@@ -27,6 +27,10 @@ const WRITE_BATCH: usize = 64;
 /// How long a close frame may take to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Frames already received that are answered before a close that sends
+/// the client elsewhere; the frame rate bounds how many can be waiting.
+const ANSWERED_BEFORE_CLOSE: usize = 256;
+
 /// How long a socket closed for an oversized frame stays open so the
 /// client can read why before the connection is reset.
 const OVERSIZE_LINGER: Duration = Duration::from_millis(500);
@@ -117,6 +121,8 @@ enum Wake {
 pub(super) enum End {
     ClientClosed,
     Shutdown,
+    /// Sent elsewhere: this replica drains or sheds load.
+    Moved,
     TokenExpired,
     Disconnected,
     Flood,
@@ -181,9 +187,7 @@ impl Connection {
     async fn handle(&mut self, wake: Wake, rx: &mut flume::Receiver<Outbound>) -> Result<(), End> {
         let frame = match wake {
             Wake::Shutdown => {
-                return Err(self
-                    .close(close::GOING_AWAY, "server shutting down", End::Shutdown)
-                    .await);
+                return Err(self.go_away("server shutting down", End::Shutdown).await);
             }
             Wake::TooSlow => return Err(End::TooSlow),
             Wake::Expired => {
@@ -275,6 +279,11 @@ impl Connection {
                             .close(close::DISCONNECTED, reason, End::Disconnected)
                             .await);
                     }
+                    Outbound::Reconnect => {
+                        self.flush().await?;
+                        let reason = "server draining; reconnect";
+                        return Err(Box::pin(self.go_away(reason, End::Moved)).await);
+                    }
                 };
                 self.feed(Message::Text(frame.clone())).await?;
                 written += 1;
@@ -319,6 +328,23 @@ impl Connection {
             result = self.socket.flush() => result.map_err(|e| End::Io(e.to_string())),
             _ = self.session.too_slow().cancelled() => Err(End::TooSlow),
         }
+    }
+
+    /// Answers every frame the client already sent (those read without
+    /// waiting), then closes with 1001 so that it reconnects to another
+    /// replica: a frame it got no answer to was never acted on, and may be
+    /// sent again there.
+    async fn go_away(&mut self, reason: &'static str, end: End) -> End {
+        use futures_util::FutureExt;
+        for _ in 0..ANSWERED_BEFORE_CLOSE {
+            let Some(Some(Ok(Message::Text(text)))) = self.socket.next().now_or_never() else {
+                break;
+            };
+            if let Err(end) = self.on_text(&text).await {
+                return end;
+            }
+        }
+        self.close(close::GOING_AWAY, reason, end).await
     }
 
     async fn close(&mut self, code: u16, reason: &'static str, end: End) -> End {

@@ -49,6 +49,10 @@ pub fn alive(instance: &str) -> String {
 /// replica learns another has died without looking at every topic.
 pub const INSTANCES: &str = "rtchat:instances";
 
+/// Hash of every replica instance's own report (Unix ms, a newline, its
+/// JSON), refreshed beside its heartbeat.
+pub const REPLICAS: &str = "rtchat:replicas";
+
 /// A readiness probe key; `tag` picks its slot (and so its shard).
 pub fn probe(client: &str, tag: usize) -> String {
     format!("rtchat:probe:{{{client}:{tag}}}")

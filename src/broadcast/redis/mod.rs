@@ -11,6 +11,7 @@
 //! - [`keys`]: key and channel names.
 //! - [`wire`]: parsing pub/sub messages and script replies.
 //! - [`presence`]: who is in a topic, for servers that have members.
+//! - `replicas`: what each replica reports of itself.
 //! - `subscriptions`: making them, and making them again where Redis
 //!   delivers them after a reconnect or a slot move.
 //! - `probe`: readiness, from a write to every primary.
@@ -18,6 +19,7 @@
 pub(crate) mod keys;
 pub(crate) mod presence;
 mod probe;
+mod replicas;
 mod subscriptions;
 pub mod wire;
 

@@ -291,6 +291,19 @@ impl Presence for RedisPresence {
         self.op(topic, "remove", member, None).await.map(drop)
     }
 
+    async fn report(&self, state: Bytes) -> Result<(), BroadcastError> {
+        if !self.keeps_members {
+            return Err(BroadcastError::Protocol(
+                "this server reads presence only; it reports no replica".into(),
+            ));
+        }
+        super::replicas::report(&self.client, &self.instance, state).await
+    }
+
+    async fn replicas(&self) -> Result<Vec<Bytes>, BroadcastError> {
+        super::replicas::list(&self.client).await
+    }
+
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {
         let values: Vec<Bytes> = self
             .client

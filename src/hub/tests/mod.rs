@@ -117,7 +117,7 @@ pub(super) fn settings() -> HubSettings {
 
 pub(super) fn fixture() -> Fixture {
     let metrics = Arc::new(Metrics::new());
-    let local = Local::new(metrics.clone());
+    let local = Local::new(metrics.clone(), settings().rooms.server_id);
     let switches = Arc::new(Switches::default());
     let deliver: Deliver = {
         let to_rooms = local.deliverer();

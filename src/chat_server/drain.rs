@@ -1,0 +1,66 @@
+//! Draining, on SIGTERM or a drain command: readiness off and new sockets
+//! refused at once (a balancer retries them elsewhere); the sockets held
+//! are served for `delay` (the time a balancer needs to see the replica
+//! gone), then sent elsewhere evenly over `duration`, oldest first, each
+//! answered before its close, so that reconnects reach the other replicas
+//! as a trickle instead of a wave. Done once none is left, or at the
+//! deadline (`--shutdown-timeout` after the start), whichever comes first.
+
+use crate::door::DoorState;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The drain's timing, from `--drain-delay` and `--drain-duration`.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainSettings {
+    pub delay: Duration,
+    pub duration: Duration,
+}
+
+/// Never slower than this: a replica with few sockets is empty before the
+/// duration is over (no balancer minds a few reconnects a second).
+const MIN_RATE: f64 = 20.0;
+
+/// How often the pace is kept: sockets are sent off in small steps.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Drains `door` until no socket is left or `deadline`.
+pub(super) async fn run(door: &DoorState, settings: DrainSettings, deadline: Instant) {
+    let metrics = &door.metrics;
+    door.draining.cancel();
+    metrics.draining.set(1);
+    tracing::info!(
+        sockets = door.sockets(),
+        delay = ?settings.delay,
+        duration = ?settings.duration,
+        "draining"
+    );
+    let served_until = (Instant::now() + settings.delay).min(deadline);
+    while Instant::now() < served_until && door.sockets() > 0 {
+        tokio::time::sleep(TICK).await;
+    }
+    let held = door.hub.sessions();
+    let rate = (held as f64 / settings.duration.as_secs_f64()).max(MIN_RATE);
+    let started = Instant::now();
+    let mut told = 0;
+    loop {
+        // Sessions that begin during the drain (a Socket.IO CONNECT on a
+        // transport opened before it) are sent off at the same pace.
+        let due = (started.elapsed().as_secs_f64() * rate).ceil() as usize;
+        if due > told {
+            let sent = door.hub.shed(due - told);
+            metrics.drained.inc_by(sent as u64);
+            told = due;
+        }
+        let left = door.sockets();
+        if left == 0 || (door.hub.sessions() == 0 && due >= held) {
+            tracing::info!(sent = metrics.drained.get(), "drained");
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(left, "shutdown timeout before the drain ended");
+            return;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}

@@ -1,0 +1,171 @@
+//! Rebalancing, with Redis: every replica reports its socket count beside
+//! its heartbeat; one that holds more than its fair share refuses new
+//! sockets (503, which a balancer retries on another replica), and one
+//! above its share by more than the tolerance sends the excess elsewhere,
+//! oldest first and at most `rate` a second, the way a drain does.
+//!
+//! A replica's fair share is the live replicas' sockets divided among those
+//! not draining. Shedding stops at the fair share, never below it, and a
+//! replica at or below its share never sheds: a socket moves only from a
+//! replica above the average to one below it, so two replicas never shed
+//! into each other.
+
+use crate::door::DoorState;
+use crate::hub::ReplicaReport as Report;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// From `--rebalance-tolerance` and `--rebalance-rate`.
+#[derive(Debug, Clone, Copy)]
+pub struct RebalanceSettings {
+    /// Sheds only above `fair share × (1 + tolerance)`.
+    pub tolerance: f64,
+    /// Sockets sent elsewhere per second, at most.
+    pub rate: f64,
+}
+
+/// How often a replica reports and looks at the others: the reports a
+/// shedding replica acts on are at most this old.
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+
+/// How often a shedding replica sends some sockets off: in small steps, so
+/// its rate holds over any tenth of a second.
+const STEP: Duration = Duration::from_millis(50);
+
+/// The fair share of each replica not draining: every live replica's
+/// sockets, divided among them, rounded up.
+fn fair_share(reports: &[Report]) -> Option<u64> {
+    let active = reports.iter().filter(|r| !r.draining).count() as u64;
+    let total: u64 = reports.iter().map(|r| r.sockets).sum();
+    (active > 0).then(|| total.div_ceil(active))
+}
+
+/// How many of `mine` to send elsewhere: the excess over the fair share,
+/// once it is beyond the tolerance.
+fn excess(mine: u64, fair: u64, settings: RebalanceSettings) -> u64 {
+    let threshold = fair as f64 * (1.0 + settings.tolerance);
+    if (mine as f64) <= threshold {
+        return 0;
+    }
+    mine - fair
+}
+
+/// Reports and rebalances until the drain starts.
+pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
+    let server = door.hub.settings().server_id.clone();
+    let mut steps = tokio::time::interval(STEP);
+    steps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let steps_per_report = (REPORT_EVERY.as_millis() / STEP.as_millis()) as u32;
+    let mut step = 0u32;
+    // Sockets still to send off since the last look, and how many the rate
+    // allows now (a fraction carried over).
+    let mut to_shed = 0u64;
+    let mut budget = 0.0;
+    loop {
+        tokio::select! {
+            _ = steps.tick() => {}
+            _ = door.draining.cancelled() => break,
+        }
+        if step.is_multiple_of(steps_per_report) {
+            to_shed = look(&door, &server, settings).await;
+        }
+        step = step.wrapping_add(1);
+        if to_shed == 0 {
+            budget = 0.0;
+            continue;
+        }
+        budget = (budget + settings.rate * STEP.as_secs_f64()).min(settings.rate.max(1.0));
+        let now = (budget as u64).min(to_shed);
+        if now > 0 {
+            let sent = door.hub.shed(now as usize) as u64;
+            budget -= now as f64;
+            to_shed -= now;
+            door.metrics.rebalanced.inc_by(sent);
+        }
+    }
+    door.over_share.store(false, Ordering::Relaxed);
+    // Reported once more as draining, so the others count this replica's
+    // sockets without counting it as a home for them.
+    let report = Report {
+        server,
+        sockets: door.sockets().max(0) as u64,
+        draining: true,
+    };
+    let _ = door.hub.report(&report).await;
+}
+
+/// Reports this replica, reads the others: whether it is over its share
+/// (it then refuses new sockets) and how many it should send off.
+async fn look(door: &DoorState, server: &str, settings: RebalanceSettings) -> u64 {
+    let mine = door.sockets().max(0) as u64;
+    let report = Report {
+        server: server.to_owned(),
+        sockets: mine,
+        draining: false,
+    };
+    if let Err(err) = door.hub.report(&report).await {
+        tracing::debug!(%err, "could not report this replica's load");
+        return 0;
+    }
+    let reports = match door.hub.replicas().await {
+        Ok(reports) => reports,
+        Err(err) => {
+            tracing::debug!(%err, "could not read the replicas' loads");
+            return 0;
+        }
+    };
+    let Some(fair) = fair_share(&reports) else {
+        return 0;
+    };
+    door.over_share.store(mine > fair, Ordering::Relaxed);
+    let shed = excess(mine, fair, settings);
+    if shed > 0 {
+        tracing::info!(
+            shed,
+            mine,
+            fair,
+            "rebalancing: sending sockets to replicas with room"
+        );
+    }
+    shed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(sockets: u64, draining: bool) -> Report {
+        Report {
+            server: String::new(),
+            sockets,
+            draining,
+        }
+    }
+
+    const SETTINGS: RebalanceSettings = RebalanceSettings {
+        tolerance: 0.1,
+        rate: 20.0,
+    };
+
+    #[test]
+    fn a_new_replica_takes_a_share_and_no_one_sheds_below_it() {
+        let reports = [
+            report(200, false),
+            report(200, false),
+            report(200, false),
+            report(0, false),
+        ];
+        let fair = fair_share(&reports).unwrap();
+        assert_eq!(fair, 150);
+        assert_eq!(excess(200, fair, SETTINGS), 50, "down to the share");
+        assert_eq!(excess(0, fair, SETTINGS), 0);
+        assert_eq!(excess(160, fair, SETTINGS), 0, "within the tolerance");
+    }
+
+    #[test]
+    fn a_draining_replica_counts_its_sockets_but_takes_none() {
+        let reports = [report(300, true), report(150, false), report(150, false)];
+        assert_eq!(fair_share(&reports), Some(300));
+        assert_eq!(fair_share(&[report(10, true)]), None);
+    }
+}
