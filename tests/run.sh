@@ -141,7 +141,7 @@ export RTCHAT_TEST_LOGS="$PWD/target/test-logs"
 rm -rf "$RTCHAT_TEST_LOGS"
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast || status=$?
+  cargo nextest run --locked --no-fail-fast --config-file tests/nextest.toml || status=$?
 else
   cargo test --locked --no-fail-fast || status=$?
 fi

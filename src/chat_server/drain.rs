@@ -21,8 +21,17 @@ pub struct DrainSettings {
 /// duration is over (no balancer minds a few reconnects a second).
 const MIN_RATE: f64 = 20.0;
 
+/// Once every session was sent off, how long the sockets still closing
+/// (answering what their clients sent) have before the rest (transports
+/// that never became a session) is closed at once.
+const LAST_CALL: Duration = Duration::from_secs(1);
+
 /// How often the pace is kept: sockets are sent off in small steps.
-const TICK: Duration = Duration::from_millis(50);
+const TICK: Duration = Duration::from_millis(20);
+
+/// How far a late tick (a busy machine) may catch up at once, in ticks'
+/// worth: the rest is spread over the following ticks, never bunched.
+const CATCH_UP: f64 = 1.5;
 
 /// Drains `door` until no socket is left or `deadline`.
 pub(super) async fn run(door: &DoorState, settings: DrainSettings, deadline: Instant) {
@@ -41,20 +50,27 @@ pub(super) async fn run(door: &DoorState, settings: DrainSettings, deadline: Ins
     }
     let held = door.hub.sessions();
     let rate = (held as f64 / settings.duration.as_secs_f64()).max(MIN_RATE);
+    let per_tick = (CATCH_UP * rate * TICK.as_secs_f64()).ceil() as usize;
     let started = Instant::now();
     let mut told = 0;
+    let mut last_call: Option<Instant> = None;
     loop {
         // Sessions that begin during the drain (a Socket.IO CONNECT on a
         // transport opened before it) are sent off at the same pace.
+        // A late tick does not catch up in one burst (see CATCH_UP).
         let due = (started.elapsed().as_secs_f64() * rate).ceil() as usize;
-        if due > told {
-            let sent = door.hub.shed(due - told);
+        let now = due.saturating_sub(told).min(per_tick);
+        if now > 0 {
+            let sent = door.hub.shed(now);
             metrics.drained.inc_by(sent as u64);
-            told = due;
+            told += now;
         }
         let left = door.sockets();
-        if left == 0 || (door.hub.sessions() == 0 && due >= held) {
-            tracing::info!(sent = metrics.drained.get(), "drained");
+        if door.hub.sessions() == 0 && told >= held {
+            last_call.get_or_insert_with(|| Instant::now() + LAST_CALL);
+        }
+        if left == 0 || last_call.is_some_and(|at| Instant::now() >= at) {
+            tracing::info!(sent = metrics.drained.get(), left, "drained");
             return;
         }
         if Instant::now() >= deadline {

@@ -1,18 +1,30 @@
 //! Rebalancing, with Redis: every replica reports its socket count beside
-//! its heartbeat; one that holds more than its fair share refuses new
-//! sockets (503, which a balancer retries on another replica), and one
-//! above its share by more than the tolerance sends the excess elsewhere,
-//! oldest first and at most `rate` a second, the way a drain does.
+//! its heartbeat, and one above its fair share sends the excess elsewhere,
+//! oldest first and at most `rate` a second, the way a drain does: when it
+//! is above the share by more than the tolerance, or while another replica
+//! is below the share by more than the tolerance (a new replica fills up).
+//! Never while another replica drains: a deploy's wave is not added to.
 //!
 //! A replica's fair share is the live replicas' sockets divided among those
 //! not draining. Shedding stops at the fair share, never below it, and a
-//! replica at or below its share never sheds: a socket moves only from a
-//! replica above the average to one below it, so two replicas never shed
-//! into each other.
+//! replica at or below its share never sheds, so a socket only leaves a
+//! replica above the average; once every replica is within the tolerance
+//! of the share, nothing moves.
+//!
+//! A socket sent off is counted by its old replica for a while
+//! ([`IN_TRANSIT`]), until it has had time to reconnect: otherwise the
+//! sockets on their way would vanish from every count, the fair share
+//! would fall with them, and the replicas would shed ever more.
+//!
+//! Replicas above their share do not refuse new sockets: nginx counts a
+//! refused (503) upgrade that it retries as a failure and sends nothing to
+//! that replica for `fail_timeout`, and replicas refusing on reports a
+//! moment old locked clients out of all of them. Where a shed client lands
+//! is the balancer's choice; those that land on another replica above the
+//! share are sent on again, oldest first, until the shares even out.
 
 use crate::door::DoorState;
 use crate::hub::ReplicaReport as Report;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// From `--rebalance-tolerance` and `--rebalance-rate`.
@@ -28,6 +40,16 @@ pub struct RebalanceSettings {
 /// shedding replica acts on are at most this old.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 
+/// How long a socket sent off still counts for its old replica: the time a
+/// client takes to reconnect. Longer would hold the fair share above the
+/// truth, and the replicas that take the sockets would overshoot it.
+const IN_TRANSIT: Duration = Duration::from_secs(2);
+
+/// Looks in a row that must find a replica over the tolerance before it
+/// sheds: while clients pour in (a start, a deploy), reports lag behind
+/// the sockets, and one look can see a share that is not there.
+const LOOKS_BEFORE_SHEDDING: u32 = 2;
+
 /// How often a shedding replica sends some sockets off: in small steps, so
 /// its rate holds over any tenth of a second.
 const STEP: Duration = Duration::from_millis(50);
@@ -41,10 +63,11 @@ fn fair_share(reports: &[Report]) -> Option<u64> {
 }
 
 /// How many of `mine` to send elsewhere: the excess over the fair share,
-/// once it is beyond the tolerance.
-fn excess(mine: u64, fair: u64, settings: RebalanceSettings) -> u64 {
+/// once it is beyond the tolerance or another replica is `starved` (below
+/// the share by more than the tolerance).
+fn excess(mine: u64, fair: u64, settings: RebalanceSettings, starved: bool) -> u64 {
     let threshold = fair as f64 * (1.0 + settings.tolerance);
-    if (mine as f64) <= threshold {
+    if mine <= fair || ((mine as f64) <= threshold && !starved) {
         return 0;
     }
     mine - fair
@@ -61,13 +84,30 @@ pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
     // allows now (a fraction carried over).
     let mut to_shed = 0u64;
     let mut budget = 0.0;
+    // When sockets were sent off, and how many, for [`IN_TRANSIT`].
+    let mut sent_off: std::collections::VecDeque<(tokio::time::Instant, u64)> = Default::default();
+    let mut looks_over = 0;
     loop {
         tokio::select! {
             _ = steps.tick() => {}
             _ = door.draining.cancelled() => break,
         }
         if step.is_multiple_of(steps_per_report) {
-            to_shed = look(&door, &server, settings).await;
+            let now = tokio::time::Instant::now();
+            while sent_off
+                .front()
+                .is_some_and(|(at, _)| now - *at > IN_TRANSIT)
+            {
+                sent_off.pop_front();
+            }
+            let in_transit = sent_off.iter().map(|(_, n)| n).sum();
+            let over = look(&door, &server, settings, in_transit).await;
+            looks_over = if over > 0 { looks_over + 1 } else { 0 };
+            to_shed = if looks_over >= LOOKS_BEFORE_SHEDDING {
+                over
+            } else {
+                0
+            };
         }
         step = step.wrapping_add(1);
         if to_shed == 0 {
@@ -81,9 +121,9 @@ pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
             budget -= now as f64;
             to_shed -= now;
             door.metrics.rebalanced.inc_by(sent);
+            sent_off.push_back((tokio::time::Instant::now(), sent));
         }
     }
-    door.over_share.store(false, Ordering::Relaxed);
     // Reported once more as draining, so the others count this replica's
     // sockets without counting it as a home for them.
     let report = Report {
@@ -94,13 +134,13 @@ pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
     let _ = door.hub.report(&report).await;
 }
 
-/// Reports this replica, reads the others: whether it is over its share
-/// (it then refuses new sockets) and how many it should send off.
-async fn look(door: &DoorState, server: &str, settings: RebalanceSettings) -> u64 {
+/// Reports this replica (its sockets and those on their way elsewhere),
+/// reads the others: how many it should send off.
+async fn look(door: &DoorState, server: &str, settings: RebalanceSettings, in_transit: u64) -> u64 {
     let mine = door.sockets().max(0) as u64;
     let report = Report {
         server: server.to_owned(),
-        sockets: mine,
+        sockets: mine + in_transit,
         draining: false,
     };
     if let Err(err) = door.hub.report(&report).await {
@@ -117,8 +157,16 @@ async fn look(door: &DoorState, server: &str, settings: RebalanceSettings) -> u6
     let Some(fair) = fair_share(&reports) else {
         return 0;
     };
-    door.over_share.store(mine > fair, Ordering::Relaxed);
-    let shed = excess(mine, fair, settings);
+    // While another replica drains (a deploy rolls), its sockets are on
+    // their way: shedding now would add to that wave, and the share is
+    // moving. Rebalancing resumes once no replica drains.
+    if reports.iter().any(|r| r.draining) {
+        return 0;
+    }
+    let starved = reports.iter().any(|r| {
+        r.server != server && (r.sockets as f64) < fair as f64 * (1.0 - settings.tolerance)
+    });
+    let shed = excess(mine, fair, settings, starved);
     if shed > 0 {
         tracing::info!(
             shed,
@@ -157,9 +205,19 @@ mod tests {
         ];
         let fair = fair_share(&reports).unwrap();
         assert_eq!(fair, 150);
-        assert_eq!(excess(200, fair, SETTINGS), 50, "down to the share");
-        assert_eq!(excess(0, fair, SETTINGS), 0);
-        assert_eq!(excess(160, fair, SETTINGS), 0, "within the tolerance");
+        assert_eq!(excess(200, fair, SETTINGS, true), 50, "down to the share");
+        assert_eq!(excess(0, fair, SETTINGS, true), 0);
+        assert_eq!(
+            excess(160, fair, SETTINGS, false),
+            0,
+            "within the tolerance"
+        );
+        assert_eq!(excess(160, fair, SETTINGS, true), 10, "while one starves");
+        assert_eq!(
+            excess(150, fair, SETTINGS, true),
+            0,
+            "never below the share"
+        );
     }
 
     #[test]

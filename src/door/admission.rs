@@ -1,14 +1,12 @@
 //! Whether a new connection may be served, on either door: the replica's
-//! bound, the client address's bounds, not while draining or shutting
-//! down, and not while rebalancing finds this replica over its fair share.
-//! Each refusal is a 503 that a balancer retries on another replica.
+//! bound, the client address's bounds, and not while draining or shutting
+//! down (a 503, which a balancer retries on another replica).
 
 use super::DoorState;
 use crate::gate::clients::{Refused, Slot};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 /// A connection's places: in its client address's count and in the
 /// replica's; both given back when it is dropped.
@@ -22,7 +20,6 @@ pub(crate) struct Admission {
 pub(crate) enum NotAdmitted {
     ShuttingDown,
     Draining,
-    OverShare,
     Full,
     Client(Refused),
 }
@@ -39,9 +36,6 @@ pub(crate) fn admit(
     }
     if state.draining.is_cancelled() {
         return Err(NotAdmitted::Draining);
-    }
-    if state.over_share.load(Ordering::Relaxed) {
-        return Err(NotAdmitted::OverShare);
     }
     let clients = state.gate.clients();
     let ip = clients.address(peer.ip(), headers);
@@ -64,11 +58,6 @@ impl IntoResponse for NotAdmitted {
             Self::Draining => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining: connect to another replica",
-            )
-                .into_response(),
-            Self::OverShare => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "over its fair share of connections: connect to another replica",
             )
                 .into_response(),
             Self::Full => (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response(),

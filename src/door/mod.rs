@@ -20,7 +20,6 @@ pub(crate) mod socket;
 use crate::hub::Hub;
 use crate::hub::metrics::Metrics;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,10 +41,6 @@ pub struct DoorShared {
     /// Cancelled when a drain starts: not ready, no new sockets, the ones
     /// held sent elsewhere at the drain's pace.
     pub(crate) draining: CancellationToken,
-    /// Set by rebalancing while this replica holds more than its fair
-    /// share: new sockets are refused (503) so a balancer that retries
-    /// places them on a replica with room.
-    pub(crate) over_share: AtomicBool,
     /// Upgraded sockets, so shutdown can wait for their close frames.
     pub(crate) connections: TaskTracker,
     /// One permit per open socket, taken before the upgrade and held by
@@ -72,7 +67,6 @@ impl DoorState {
             limits,
             shutdown,
             draining,
-            over_share: AtomicBool::new(false),
             connections: TaskTracker::new(),
         }))
     }

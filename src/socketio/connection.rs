@@ -306,14 +306,15 @@ impl Connection {
             tracing::debug!(why, "closing on a protocol error");
         }
         if let Some(mut socket) = self.socket.take() {
-            let hub = self.state.door.hub.clone();
-            hub.leave_all(&mut socket.session).await;
             match (end, &socket.pid) {
                 (End::Goodbye | End::Disconnected, Some(pid)) => self.state.store.forget(pid).await,
                 (End::Goodbye | End::Disconnected, None) => {}
-                // The window starts now.
+                // The window starts now. Saved before leaving: leaving
+                // empties the session's rooms.
                 _ => save(&self.state, &socket).await,
             }
+            let hub = self.state.door.hub.clone();
+            hub.leave_all(&mut socket.session).await;
         }
         let (code, reason) = match end {
             End::Shutdown => (close::GOING_AWAY, "server shutting down"),

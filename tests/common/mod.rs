@@ -22,6 +22,7 @@ pub mod process;
 pub mod python;
 pub mod redis;
 pub mod socketio;
+pub mod swarm;
 #[macro_use]
 pub mod topology;
 

@@ -115,6 +115,32 @@ impl Process {
         status
     }
 
+    /// When (Unix ms) each line of its log so far that contains `needle`
+    /// was written.
+    pub fn logged_at(&self, needle: &str) -> Vec<u64> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .filter_map(|line| humantime::parse_rfc3339(line.split_whitespace().next()?).ok())
+            .map(|at| {
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64
+            })
+            .collect()
+    }
+
+    /// Whether a line of its log so far contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(needle))
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

@@ -1,0 +1,346 @@
+//! Crowds for the deploy tests: hundreds of native members that reconnect
+//! through the balancer and resume with `since`, official socket.io-client
+//! members in one Node process (tests/js/swarm.cjs) that recover, and
+//! publishers that post with acks throughout. Each keeps its history for
+//! the checks at the end.
+
+use super::DEADLINE;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// What one member saw.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Message ids in the order received.
+    pub ids: Vec<u64>,
+    /// Joins (after a reconnect) answered `recovered: false`.
+    pub recovered_false: usize,
+    /// When the server closed it (Unix ms), and the close codes.
+    pub closes: Vec<u64>,
+    pub codes: Vec<u16>,
+    /// Socket.IO's reason for each close.
+    pub reasons: Vec<String>,
+}
+
+/// Native members of one room, each on its own task.
+pub struct NativeSwarm {
+    tasks: Vec<JoinHandle<History>>,
+    /// Each member's newest id, for waiting without stopping them.
+    last: Vec<Arc<AtomicU64>>,
+    stop: CancellationToken,
+}
+
+impl NativeSwarm {
+    /// `count` members of `room` through `url`, all joined on return.
+    pub async fn start(url: &str, room: &str, count: usize) -> Self {
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let mut last = Vec::new();
+        let (joined_tx, mut joined) = tokio::sync::mpsc::channel(count);
+        for _ in 0..count {
+            let newest = Arc::new(AtomicU64::new(0));
+            last.push(newest.clone());
+            tasks.push(tokio::spawn(member(
+                url.to_owned(),
+                room.to_owned(),
+                newest,
+                stop.clone(),
+                joined_tx.clone(),
+            )));
+        }
+        for _ in 0..count {
+            tokio::time::timeout(DEADLINE * 3, joined.recv())
+                .await
+                .expect("every native member joined in time");
+        }
+        Self { tasks, last, stop }
+    }
+
+    /// Whether every member has seen `id`.
+    pub fn all_reached(&self, id: u64) -> bool {
+        self.last.iter().all(|l| l.load(Ordering::Relaxed) >= id)
+    }
+
+    pub async fn finish(self) -> Vec<History> {
+        self.stop.cancel();
+        let mut all = Vec::new();
+        for task in self.tasks {
+            all.push(task.await.unwrap());
+        }
+        all
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str) -> Ws {
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Ok(Ok((ws, _))) =
+            tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url)).await
+        {
+            return ws;
+        }
+        // Refused (a replica draining answers 503, nginx may pass it on
+        // when every replica it tried refused): again, a little later.
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+async fn member(
+    url: String,
+    room: String,
+    newest: Arc<AtomicU64>,
+    stop: CancellationToken,
+    joined: tokio::sync::mpsc::Sender<()>,
+) -> History {
+    let mut history = History::default();
+    let mut since: Option<u64> = None;
+    loop {
+        let mut ws = connect(&url).await;
+        let mut join = json!({"type": "join_room", "room": room});
+        if let Some(since) = since {
+            join["since"] = json!(since.to_string());
+        }
+        if ws.send(Message::text(join.to_string())).await.is_err() {
+            continue;
+        }
+        loop {
+            let frame = tokio::select! {
+                frame = ws.next() => frame,
+                _ = stop.cancelled() => return history,
+            };
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    match frame["type"].as_str() {
+                        Some("joined") => {
+                            if frame["recovered"] == json!(false) {
+                                history.recovered_false += 1;
+                            }
+                            if since.is_none() {
+                                since = frame["last_id"].as_str().and_then(|s| s.parse().ok());
+                                let _ = joined.send(()).await;
+                            }
+                        }
+                        Some("message") => {
+                            let id: u64 = frame["id"].as_str().unwrap().parse().unwrap();
+                            history.ids.push(id);
+                            since = Some(id);
+                            newest.store(id, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Ok(Message::Close(close))) => {
+                    history.closes.push(unix_ms());
+                    history.codes.push(close.map_or(1005, |c| c.code.into()));
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    history.closes.push(unix_ms());
+                    history.codes.push(1006);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// socket.io-client members in one Node process.
+pub struct SioSwarm {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl SioSwarm {
+    /// `count` members of `room` through `url`, all joined on return.
+    pub fn start(url: &str, room: &str, count: usize) -> Self {
+        let modules = format!("{ROOT}/target/tools/node/node_modules");
+        let mut child = Command::new("node")
+            .arg(format!("{ROOT}/tests/js/swarm.cjs"))
+            .args([url, &count.to_string(), room])
+            .env("NODE_PATH", modules)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("ready"), "swarm: {line:?}");
+        Self { child, stdout }
+    }
+
+    /// Waits until every member has message `id` (or a later one).
+    pub async fn wait_for(&mut self, id: u64) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("until {id}\n").as_bytes()).unwrap();
+        let mut stdout = std::mem::replace(&mut self.stdout, BufReader::new(empty_stdout()));
+        let read = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            (stdout, line)
+        });
+        let (stdout, line) = tokio::time::timeout(DEADLINE * 3, read)
+            .await
+            .expect("every Socket.IO member has the last message in time")
+            .unwrap();
+        self.stdout = stdout;
+        assert!(line.contains("reached"), "swarm: {line:?}");
+    }
+
+    pub fn finish(mut self) -> Vec<History> {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"report\n").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let _ = self.child.wait();
+        let report: Value = serde_json::from_str(&line).unwrap();
+        report["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| History {
+                ids: c["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|id| id.as_str().unwrap().parse().unwrap())
+                    .collect(),
+                recovered_false: c["recovered_false"].as_u64().unwrap() as usize,
+                closes: c["closes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_u64().unwrap())
+                    .collect(),
+                codes: Vec::new(),
+                reasons: c["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_owned())
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// A placeholder while the real stdout is read on another thread.
+fn empty_stdout() -> std::process::ChildStdout {
+    Command::new("true")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .stdout
+        .take()
+        .unwrap()
+}
+
+impl Drop for SioSwarm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a publisher sent.
+#[derive(Debug, Default)]
+pub struct Posts {
+    /// Ids acknowledged, in order.
+    pub acked: Vec<u64>,
+    /// Texts sent whose socket closed before their answer.
+    pub unanswered: Vec<String>,
+}
+
+/// Posts to `room` through `url` with acks, `rate` a second, until stopped;
+/// reconnects when its socket is closed under it.
+pub fn publisher(
+    url: &str,
+    room: &str,
+    name: &str,
+    rate: u32,
+    stop: CancellationToken,
+) -> JoinHandle<Posts> {
+    let (url, room, name) = (url.to_owned(), room.to_owned(), name.to_owned());
+    tokio::spawn(async move {
+        let mut posts = Posts::default();
+        let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+        let mut seq = 0u64;
+        'connect: while !stop.is_cancelled() {
+            let mut ws = connect(&url).await;
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.cancelled() => break 'connect,
+                }
+                seq += 1;
+                let text = format!("{name}-{seq}");
+                let frame = json!({"type": "message", "room": room, "message": text, "ack": seq});
+                if ws.send(Message::text(frame.to_string())).await.is_err() {
+                    posts.unanswered.push(text);
+                    continue 'connect;
+                }
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(reply))) => {
+                            let reply: Value = serde_json::from_str(&reply).unwrap();
+                            if reply["type"] == "ack" && reply["ack"] == json!(seq) {
+                                posts
+                                    .acked
+                                    .push(reply["id"].as_str().unwrap().parse().unwrap());
+                                break;
+                            }
+                            assert_ne!(reply["type"], "error", "a post was refused: {reply}");
+                        }
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                            posts.unanswered.push(text);
+                            continue 'connect;
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                }
+            }
+        }
+        posts
+    })
+}
+
+/// The most close events in any window of `window_ms`, and when that
+/// window began (Unix ms).
+pub fn peak(mut times: Vec<u64>, window_ms: u64) -> (usize, u64) {
+    times.sort_unstable();
+    let mut best = (0, 0);
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= window_ms {
+            start += 1;
+        }
+        if end - start + 1 > best.0 {
+            best = (end - start + 1, times[start]);
+        }
+    }
+    best
+}
