@@ -301,7 +301,7 @@ impl Presence for RedisPresence {
     }
 
     async fn replicas(&self) -> Result<Vec<Bytes>, BroadcastError> {
-        super::replicas::list(&self.client).await
+        super::replicas::list(&self.client, PRESENCE_TTL).await
     }
 
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {

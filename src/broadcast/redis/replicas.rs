@@ -3,15 +3,15 @@
 //! read every live replica's report with one command, on a cluster too.
 //!
 //! A report is stamped with its writer's clock; one older than the
-//! presence TTL is a dead replica's and is dropped by the next reader. A
-//! skewed clock makes a replica look dead (or alive) for the skew.
+//! presence TTL (the caller's `fresh_for`) is a dead replica's and is
+//! dropped by the next reader. A skewed clock makes a replica look dead
+//! (or alive) for the skew.
 
 use super::keys;
-use super::presence::PRESENCE_TTL;
 use crate::broadcast::BroadcastError;
 use bytes::Bytes;
 use fred::prelude::*;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn unix_ms() -> u64 {
     SystemTime::now()
@@ -34,12 +34,15 @@ pub(super) async fn report(
     Ok(())
 }
 
-pub(super) async fn list(client: &Client) -> Result<Vec<Bytes>, BroadcastError> {
+pub(super) async fn list(
+    client: &Client,
+    fresh_for: Duration,
+) -> Result<Vec<Bytes>, BroadcastError> {
     let all: std::collections::HashMap<String, Bytes> = client
         .hgetall(keys::REPLICAS)
         .await
         .map_err(super::unavailable)?;
-    let fresh_after = unix_ms().saturating_sub(PRESENCE_TTL.as_millis() as u64);
+    let fresh_after = unix_ms().saturating_sub(fresh_for.as_millis() as u64);
     let mut live = Vec::new();
     let mut dead = Vec::new();
     for (instance, value) in all {
