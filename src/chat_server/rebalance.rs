@@ -30,7 +30,8 @@ use std::time::Duration;
 /// From `--rebalance-tolerance` and `--rebalance-rate`.
 #[derive(Debug, Clone, Copy)]
 pub struct RebalanceSettings {
-    /// Sheds only above `fair share × (1 + tolerance)`.
+    /// How far (a fraction) this replica may be above the fair share, or
+    /// another below it, before sockets move.
     pub tolerance: f64,
     /// Sockets sent elsewhere per second, at most.
     pub rate: f64,
