@@ -5,6 +5,11 @@
 
 use std::time::Duration;
 
+/// Frames (or Socket.IO packets) a client already sent that are answered
+/// before a close that sends it elsewhere, on either door; the frame rate
+/// bounds how many can be waiting.
+pub(crate) const ANSWERED_BEFORE_CLOSE: usize = 256;
+
 /// Flags and defaults: `--max-frame-bytes`, `--rate-limit`, ... in
 /// `rtchat ws-server --help`.
 #[derive(Debug, Clone)]

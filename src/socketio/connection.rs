@@ -16,6 +16,7 @@ use super::transport::{End, Link, Wake, incoming};
 use crate::door::admission::Admission;
 use crate::door::close;
 use crate::door::heartbeat::Heartbeat;
+use crate::door::limits::ANSWERED_BEFORE_CLOSE;
 use crate::door::socket::expired;
 use crate::gate::bucket::TokenBucket;
 use crate::hub::Outbound;
@@ -31,10 +32,6 @@ const WRITE_BATCH: usize = 64;
 
 /// How long a close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Packets already received that are answered before the transport is
-/// closed to send the client elsewhere.
-const ANSWERED_BEFORE_CLOSE: usize = 256;
 
 /// The session's task. `sid` is its Engine.IO id; a polling session keeps
 /// it in its [`Polling`], a WebSocket one needs it only for the open packet.

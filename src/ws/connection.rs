@@ -11,6 +11,7 @@ use crate::door::DoorState;
 use crate::door::admission::Admission;
 use crate::door::close;
 use crate::door::heartbeat::Heartbeat;
+use crate::door::limits::ANSWERED_BEFORE_CLOSE;
 use crate::door::socket::{expired, is_capacity_error};
 use crate::gate::bucket::TokenBucket;
 use crate::hub::{DisplayName, Outbound, Session};
@@ -26,10 +27,6 @@ const WRITE_BATCH: usize = 64;
 
 /// How long a close frame may take to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Frames already received that are answered before a close that sends
-/// the client elsewhere; the frame rate bounds how many can be waiting.
-const ANSWERED_BEFORE_CLOSE: usize = 256;
 
 /// How long a socket closed for an oversized frame stays open so the
 /// client can read why before the connection is reset.

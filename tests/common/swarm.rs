@@ -170,7 +170,8 @@ async fn member(
 /// socket.io-client members in one Node process.
 pub struct SioSwarm {
     child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
+    /// `None` only while `wait_for` reads it on another thread.
+    stdout: Option<BufReader<std::process::ChildStdout>>,
 }
 
 impl SioSwarm {
@@ -190,14 +191,17 @@ impl SioSwarm {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         assert!(line.contains("ready"), "swarm: {line:?}");
-        Self { child, stdout }
+        Self {
+            child,
+            stdout: Some(stdout),
+        }
     }
 
     /// Waits until every member has message `id` (or a later one).
     pub async fn wait_for(&mut self, id: u64) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(format!("until {id}\n").as_bytes()).unwrap();
-        let mut stdout = std::mem::replace(&mut self.stdout, BufReader::new(empty_stdout()));
+        let mut stdout = self.stdout.take().unwrap();
         let read = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
             stdout.read_line(&mut line).unwrap();
@@ -207,7 +211,7 @@ impl SioSwarm {
             .await
             .expect("every Socket.IO member has the last message in time")
             .unwrap();
-        self.stdout = stdout;
+        self.stdout = Some(stdout);
         assert!(line.contains("reached"), "swarm: {line:?}");
     }
 
@@ -215,7 +219,7 @@ impl SioSwarm {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(b"report\n").unwrap();
         let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
+        self.stdout.as_mut().unwrap().read_line(&mut line).unwrap();
         let _ = self.child.wait();
         let report: Value = serde_json::from_str(&line).unwrap();
         report["clients"]
@@ -246,17 +250,6 @@ impl SioSwarm {
             })
             .collect()
     }
-}
-
-/// A placeholder while the real stdout is read on another thread.
-fn empty_stdout() -> std::process::ChildStdout {
-    Command::new("true")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-        .stdout
-        .take()
-        .unwrap()
 }
 
 impl Drop for SioSwarm {
