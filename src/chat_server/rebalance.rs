@@ -1,8 +1,9 @@
 //! Rebalancing, with Redis: every replica reports its socket count beside
 //! its heartbeat, and one above its fair share sends the excess elsewhere,
 //! oldest first and at most `rate` a second, the way a drain does: when it
-//! is above the share by more than the tolerance, or while another replica
-//! is below the share by more than the tolerance (a new replica fills up).
+//! is above the share by more than the slack, or while another replica is
+//! below the share by more than the slack (a new replica fills up). The
+//! slack is the tolerance, and never less than [`MIN_SLACK`] sockets.
 //! Never while another replica drains: a deploy's wave is not added to.
 //!
 //! A replica's fair share is the live replicas' sockets divided among those
@@ -51,6 +52,12 @@ const IN_TRANSIT: Duration = Duration::from_secs(2);
 /// the sockets, and one look can see a share that is not there.
 const LOOKS_BEFORE_SHEDDING: u32 = 2;
 
+/// The least imbalance, in sockets, that moves any: a replica's slack
+/// around the fair share is the tolerance or this, whichever is more. At a
+/// handful of sockets a share is rounded and one socket is a large
+/// fraction; moving it would cut a client off for nothing.
+const MIN_SLACK: f64 = 10.0;
+
 /// How often a shedding replica sends some sockets off: in small steps, so
 /// its rate holds over any tenth of a second.
 const STEP: Duration = Duration::from_millis(50);
@@ -63,12 +70,17 @@ fn fair_share(reports: &[Report]) -> Option<u64> {
     (active > 0).then(|| total.div_ceil(active))
 }
 
+/// How far from the fair share a replica may be before sockets move.
+fn slack(fair: u64, settings: RebalanceSettings) -> f64 {
+    (fair as f64 * settings.tolerance).max(MIN_SLACK)
+}
+
 /// How many of `mine` to send elsewhere: the excess over the fair share,
-/// once it is beyond the tolerance or another replica is `starved` (below
-/// the share by more than the tolerance).
+/// once it is beyond the slack or another replica is `starved` (below the
+/// share by more than the slack).
 fn excess(mine: u64, fair: u64, settings: RebalanceSettings, starved: bool) -> u64 {
-    let threshold = fair as f64 * (1.0 + settings.tolerance);
-    if mine <= fair || ((mine as f64) <= threshold && !starved) {
+    let slack = slack(fair, settings);
+    if mine <= fair || ((mine - fair) as f64 <= slack && !starved) {
         return 0;
     }
     mine - fair
@@ -164,9 +176,9 @@ async fn look(door: &DoorState, server: &str, settings: RebalanceSettings, in_tr
     if reports.iter().any(|r| r.draining) {
         return 0;
     }
-    let starved = reports.iter().any(|r| {
-        r.server != server && (r.sockets as f64) < fair as f64 * (1.0 - settings.tolerance)
-    });
+    let starved = reports
+        .iter()
+        .any(|r| r.server != server && (r.sockets as f64) < fair as f64 - slack(fair, settings));
     let shed = excess(mine, fair, settings, starved);
     if shed > 0 {
         tracing::info!(
@@ -219,6 +231,18 @@ mod tests {
             0,
             "never below the share"
         );
+    }
+
+    #[test]
+    fn a_handful_of_sockets_never_moves() {
+        // Three replicas holding 2, 1 and 0: the share is 1, the empty one
+        // is below it, and yet moving a socket gains nothing.
+        let fair = fair_share(&[report(2, false), report(1, false), report(0, false)]).unwrap();
+        assert_eq!(fair, 1);
+        assert!(0.0 >= fair as f64 - slack(fair, SETTINGS), "none starves");
+        assert_eq!(excess(2, fair, SETTINGS, false), 0);
+        assert_eq!(excess(30, 20, SETTINGS, false), 0, "ten over is the least");
+        assert_eq!(excess(31, 20, SETTINGS, false), 11);
     }
 
     #[test]
