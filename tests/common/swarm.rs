@@ -37,6 +37,8 @@ pub struct History {
     pub codes: Vec<u16>,
     /// Socket.IO's reason for each close.
     pub reasons: Vec<String>,
+    /// From each close to the member being back in its room, in ms.
+    pub reconnect_ms: Vec<u64>,
 }
 
 /// Native members of one room, each on its own task.
@@ -115,6 +117,7 @@ async fn member(
 ) -> History {
     let mut history = History::default();
     let mut since: Option<u64> = None;
+    let mut closed_at: Option<u64> = None;
     loop {
         let mut ws = connect(&url).await;
         let mut join = json!({"type": "join_room", "room": room});
@@ -137,6 +140,9 @@ async fn member(
                             if frame["recovered"] == json!(false) {
                                 history.recovered_false += 1;
                             }
+                            if let Some(at) = closed_at.take() {
+                                history.reconnect_ms.push(unix_ms().saturating_sub(at));
+                            }
                             if since.is_none() {
                                 since = frame["last_id"].as_str().and_then(|s| s.parse().ok());
                                 let _ = joined.send(()).await;
@@ -152,12 +158,14 @@ async fn member(
                     }
                 }
                 Some(Ok(Message::Close(close))) => {
+                    closed_at = Some(unix_ms());
                     history.closes.push(unix_ms());
                     history.codes.push(close.map_or(1005, |c| c.code.into()));
                     break;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
+                    closed_at = Some(unix_ms());
                     history.closes.push(unix_ms());
                     history.codes.push(1006);
                     break;
@@ -177,11 +185,17 @@ pub struct SioSwarm {
 impl SioSwarm {
     /// `count` members of `room` through `url`, all joined on return.
     pub fn start(url: &str, room: &str, count: usize) -> Self {
+        Self::start_with(url, room, count, &[])
+    }
+
+    /// The same with the options of tests/js/swarm.cjs in `env`.
+    pub fn start_with(url: &str, room: &str, count: usize, env: &[(&str, &str)]) -> Self {
         let modules = format!("{ROOT}/target/tools/node/node_modules");
         let mut child = Command::new("node")
             .arg(format!("{ROOT}/tests/js/swarm.cjs"))
             .args([url, &count.to_string(), room])
             .env("NODE_PATH", modules)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -215,14 +229,45 @@ impl SioSwarm {
         assert!(line.contains("reached"), "swarm: {line:?}");
     }
 
-    pub fn finish(mut self) -> Vec<History> {
+    /// One more socket posts to the room, `rate` messages a second, with
+    /// an ack callback, until the report.
+    pub fn publish(&mut self, rate: u32) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("publish {rate}\n").as_bytes())
+            .unwrap();
+    }
+
+    /// The publisher stops posting.
+    pub fn quiet(&mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"quiet\n").unwrap();
+    }
+
+    pub fn finish(self) -> Vec<History> {
+        self.report().0
+    }
+
+    /// Every member's history, and what the publisher sent (message
+    /// texts, numbers) and had acknowledged (ids).
+    pub fn report(mut self) -> (Vec<History>, Vec<u64>, Vec<u64>) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(b"report\n").unwrap();
         let mut line = String::new();
         self.stdout.as_mut().unwrap().read_line(&mut line).unwrap();
         let _ = self.child.wait();
         let report: Value = serde_json::from_str(&line).unwrap();
-        report["clients"]
+        let numbers = |v: &Value| -> Vec<u64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|n| match n {
+                    Value::String(s) => s.parse().unwrap(),
+                    n => n.as_u64().unwrap(),
+                })
+                .collect()
+        };
+        let members = report["clients"]
             .as_array()
             .unwrap()
             .iter()
@@ -247,8 +292,10 @@ impl SioSwarm {
                     .iter()
                     .map(|r| r.as_str().unwrap().to_owned())
                     .collect(),
+                reconnect_ms: numbers(&c["reconnects"]),
             })
-            .collect()
+            .collect();
+        (members, numbers(&report["sent"]), numbers(&report["acked"]))
     }
 }
 

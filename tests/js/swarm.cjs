@@ -6,26 +6,42 @@
 // id or a later one; on a stdin line "report",
 // prints every socket's history as one JSON line and exits:
 //   {"clients": [{"ids": [...], "connects": n, "recovered_false": n,
-//                 "closes": [unix ms, ...], "reasons": [...]}]}
-// Half the sockets start on WebSocket, half on long-polling (upgrading).
+//                 "closes": [unix ms, ...], "reasons": [...],
+//                 "reconnects": [ms from a close to connected, ...]}],
+//    "sent": [...], "acked": [...]}
+// On a stdin line "publish <rate>", one more socket posts numbered
+// messages to the room at that rate (with an ack callback) until the
+// report or a line "quiet": "sent" holds their numbers, "acked" the ids
+// acknowledged.
+// Half the sockets start on WebSocket, half on long-polling (upgrading);
+// SWARM_TRANSPORTS=websocket puts all on WebSocket (for a server without
+// shared sessions, behind a balancer without affinity). SWARM_KEY=message
+// keeps each message's text instead of its id (for a server whose messages
+// have none: the publisher's numbers).
 const { io } = require("socket.io-client");
 const readline = require("readline");
 
 const [url, count, room] = [process.argv[2], Number(process.argv[3]), process.argv[4]];
 const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
+const only = process.env.SWARM_TRANSPORTS;
+const key = process.env.SWARM_KEY || "id";
 const clients = [];
+const sent = [];
+const acked = [];
+let posting;
 const sockets = [];
 let joined = 0;
 
 for (let i = 0; i < count; i++) {
-  const transports = i % 2 ? ["websocket"] : ["polling", "websocket"];
+  const transports = only ? only.split(",") : i % 2 ? ["websocket"] : ["polling", "websocket"];
   const socket = io(url, { transports, reconnectionDelay: 200, reconnectionDelayMax: 2000 });
-  const client = { ids: [], connects: 0, recovered_false: 0, closes: [], reasons: [] };
+  const client = { ids: [], connects: 0, recovered_false: 0, closes: [], reasons: [], reconnects: [] };
   clients.push(client);
   sockets.push(socket);
   let first = true;
   socket.on("connect", () => {
     client.connects++;
+    if (client.closes.length) client.reconnects.push(Date.now() - client.closes[client.closes.length - 1]);
     if (first) {
       first = false;
       socket.emit("join_room", room, () => {
@@ -41,7 +57,7 @@ for (let i = 0; i < count; i++) {
     client.closes.push(Date.now());
     client.reasons.push(reason);
   });
-  socket.on("message", (data) => client.ids.push(data.id));
+  socket.on("message", (data) => client.ids.push(data[key]));
 }
 
 const reached = (target) =>
@@ -67,8 +83,18 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
       }
     }, 20);
   }
+  if (command === "publish") {
+    const publisher = io(url, { transports: only ? only.split(",") : ["websocket"] });
+    let n = 1000000;
+    posting = setInterval(() => {
+      const text = String(++n);
+      sent.push(text);
+      publisher.emit("message", { room, message: text }, (answer) => answer && answer.id && acked.push(answer.id));
+    }, 1000 / Number(arg));
+  }
+  if (command === "quiet") clearInterval(posting);
   if (command === "report") {
     // Exits once the line is out: a pipe takes a long line in parts.
-    process.stdout.write(JSON.stringify({ clients }) + "\n", () => process.exit(0));
+    process.stdout.write(JSON.stringify({ clients, sent, acked }) + "\n", () => process.exit(0));
   }
 });
