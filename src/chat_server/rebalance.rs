@@ -47,10 +47,13 @@ const REPORT_EVERY: Duration = Duration::from_millis(500);
 /// truth, and the replicas that take the sockets would overshoot it.
 const IN_TRANSIT: Duration = Duration::from_secs(2);
 
-/// Looks in a row that must find a replica over the tolerance before it
-/// sheds: while clients pour in (a start, a deploy), reports lag behind
-/// the sockets, and one look can see a share that is not there.
-const LOOKS_BEFORE_SHEDDING: u32 = 2;
+/// Looks in a row that must find a replica over the slack, with the
+/// cluster's total steady, before it sheds. While clients pour in (a
+/// start, a load test, a deploy) every replica's report is up to
+/// [`REPORT_EVERY`] old, each from another moment, and the replicas look
+/// uneven when they are not: a replica that shed then would cut off
+/// clients that a balancer had spread evenly.
+const LOOKS_BEFORE_SHEDDING: u32 = 3;
 
 /// The least imbalance, in sockets, that moves any: a replica's slack
 /// around the fair share is the tolerance or this, whichever is more. At a
@@ -99,7 +102,7 @@ pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
     let mut budget = 0.0;
     // When sockets were sent off, and how many, for [`IN_TRANSIT`].
     let mut sent_off: std::collections::VecDeque<(tokio::time::Instant, u64)> = Default::default();
-    let mut looks_over = 0;
+    let mut patience = Patience::default();
     loop {
         tokio::select! {
             _ = steps.tick() => {}
@@ -114,13 +117,15 @@ pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
                 sent_off.pop_front();
             }
             let in_transit = sent_off.iter().map(|(_, n)| n).sum();
-            let over = look(&door, &server, settings, in_transit).await;
-            looks_over = if over > 0 { looks_over + 1 } else { 0 };
-            to_shed = if looks_over >= LOOKS_BEFORE_SHEDDING {
-                over
-            } else {
-                0
-            };
+            let look = look(&door, &server, settings, in_transit).await;
+            to_shed = patience.decide(&look);
+            if to_shed > 0 {
+                tracing::info!(
+                    shed = to_shed,
+                    total = look.total,
+                    "rebalancing: sending sockets to replicas with room"
+                );
+            }
         }
         step = step.wrapping_add(1);
         if to_shed == 0 {
@@ -147,9 +152,56 @@ pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
     let _ = door.hub.report(&report).await;
 }
 
+/// What one look at the replicas found.
+#[derive(Debug, Default)]
+struct Look {
+    /// How many of this replica's sockets to send off.
+    over: u64,
+    /// Every live replica's sockets.
+    total: u64,
+    /// The slack around the fair share.
+    slack: f64,
+}
+
+/// Whether looks in a row found this replica over its share with the
+/// total steady ([`LOOKS_BEFORE_SHEDDING`]).
+#[derive(Debug, Default)]
+struct Patience {
+    looks_over: u32,
+    last_total: u64,
+}
+
+impl Patience {
+    /// How many sockets to send off after this look.
+    fn decide(&mut self, look: &Look) -> u64 {
+        // Steady: the total moved by no more than the slack since the last
+        // look. Once shedding, it goes on while over the share: sockets on
+        // their way are counted twice for a moment, and the total moves
+        // with them.
+        let steady = look.total.abs_diff(self.last_total) as f64 <= look.slack;
+        let shedding = self.looks_over >= LOOKS_BEFORE_SHEDDING;
+        self.last_total = look.total;
+        self.looks_over = if look.over > 0 && (steady || shedding) {
+            self.looks_over + 1
+        } else {
+            0
+        };
+        if self.looks_over >= LOOKS_BEFORE_SHEDDING {
+            look.over
+        } else {
+            0
+        }
+    }
+}
+
 /// Reports this replica (its sockets and those on their way elsewhere),
 /// reads the others: how many it should send off.
-async fn look(door: &DoorState, server: &str, settings: RebalanceSettings, in_transit: u64) -> u64 {
+async fn look(
+    door: &DoorState,
+    server: &str,
+    settings: RebalanceSettings,
+    in_transit: u64,
+) -> Look {
     let mine = door.sockets().max(0) as u64;
     let report = Report {
         server: server.to_owned(),
@@ -158,37 +210,38 @@ async fn look(door: &DoorState, server: &str, settings: RebalanceSettings, in_tr
     };
     if let Err(err) = door.hub.report(&report).await {
         tracing::debug!(%err, "could not report this replica's load");
-        return 0;
+        return Look::default();
     }
     let reports = match door.hub.replicas().await {
         Ok(reports) => reports,
         Err(err) => {
             tracing::debug!(%err, "could not read the replicas' loads");
-            return 0;
+            return Look::default();
         }
     };
     let Some(fair) = fair_share(&reports) else {
-        return 0;
+        return Look::default();
     };
+    let total = reports.iter().map(|r| r.sockets).sum();
+    let slack = slack(fair, settings);
     // While another replica drains (a deploy rolls), its sockets are on
     // their way: shedding now would add to that wave, and the share is
     // moving. Rebalancing resumes once no replica drains.
     if reports.iter().any(|r| r.draining) {
-        return 0;
+        return Look {
+            over: 0,
+            total,
+            slack,
+        };
     }
     let starved = reports
         .iter()
-        .any(|r| r.server != server && (r.sockets as f64) < fair as f64 - slack(fair, settings));
-    let shed = excess(mine, fair, settings, starved);
-    if shed > 0 {
-        tracing::info!(
-            shed,
-            mine,
-            fair,
-            "rebalancing: sending sockets to replicas with room"
-        );
+        .any(|r| r.server != server && (r.sockets as f64) < fair as f64 - slack);
+    Look {
+        over: excess(mine, fair, settings, starved),
+        total,
+        slack,
     }
-    shed
 }
 
 #[cfg(test)]
@@ -231,6 +284,28 @@ mod tests {
             0,
             "never below the share"
         );
+    }
+
+    #[test]
+    fn nothing_moves_while_clients_pour_in() {
+        let look = |over, total| Look {
+            over,
+            total,
+            slack: 30.0,
+        };
+        let mut patience = Patience::default();
+        // Reports taken at different moments of a ramp look uneven.
+        for total in [100, 300, 500, 700, 900] {
+            assert_eq!(patience.decide(&look(80, total)), 0);
+        }
+        // Steady at 900 (the first look still sees the step from 700).
+        assert_eq!(patience.decide(&look(80, 900)), 0);
+        assert_eq!(patience.decide(&look(80, 905)), 0);
+        assert_eq!(patience.decide(&look(80, 900)), 80, "the third steady look");
+        // Once shedding, a moving total does not stop it; being even does.
+        assert_eq!(patience.decide(&look(60, 960)), 60);
+        assert_eq!(patience.decide(&look(0, 900)), 0);
+        assert_eq!(patience.decide(&look(40, 900)), 0, "patient again");
     }
 
     #[test]
