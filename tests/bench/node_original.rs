@@ -51,8 +51,14 @@ pub async fn roll() {
         CHAT_IPS[..3].iter().map(|ip| ip.parse().unwrap()).collect();
     dns.set("ws-server", &addrs);
     let nginx = Nginx::start(|listen| deploy_nginx_config(dns.port, port, listen));
-    let env = [("SWARM_TRANSPORTS", "websocket"), ("SWARM_KEY", "message")];
+    let env = [
+        ("SWARM_TRANSPORTS", "websocket"),
+        ("SWARM_KEY", "message"),
+        ("SWARM_ACKS", "none"),
+    ];
     let mut sio = SioSwarm::start_with(&nginx.url(""), super::ROOM, MEMBERS, &env);
+    // Its joins are not confirmed: they have had time to land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     sio.publish(RATE);
     let from = unix_ms();
     tokio::time::sleep(Duration::from_secs(3)).await;

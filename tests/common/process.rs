@@ -109,8 +109,13 @@ impl Process {
 
     /// Waits for the process to exit by itself.
     pub async fn wait_exit(&mut self) -> ExitStatus {
+        self.wait_exit_within(DEADLINE).await
+    }
+
+    /// The same, for a process given longer to finish (a default drain).
+    pub async fn wait_exit_within(&mut self, deadline: std::time::Duration) -> ExitStatus {
         let child = self.child.as_mut().unwrap();
-        let status = wait_for("process exit", DEADLINE, async || child.try_wait().unwrap()).await;
+        let status = wait_for("process exit", deadline, async || child.try_wait().unwrap()).await;
         self.child = None;
         status
     }

@@ -17,7 +17,8 @@
 // SWARM_TRANSPORTS=websocket puts all on WebSocket (for a server without
 // shared sessions, behind a balancer without affinity). SWARM_KEY=message
 // keeps each message's text instead of its id (for a server whose messages
-// have none: the publisher's numbers).
+// have none: the publisher's numbers). SWARM_ACKS=none: the server answers
+// no ack callback, so a join counts once emitted.
 const { io } = require("socket.io-client");
 const readline = require("readline");
 
@@ -25,6 +26,7 @@ const [url, count, room] = [process.argv[2], Number(process.argv[3]), process.ar
 const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const only = process.env.SWARM_TRANSPORTS;
 const key = process.env.SWARM_KEY || "id";
+const acks = process.env.SWARM_ACKS !== "none";
 const clients = [];
 const sent = [];
 const acked = [];
@@ -44,10 +46,12 @@ for (let i = 0; i < count; i++) {
     if (client.closes.length) client.reconnects.push(Date.now() - client.closes[client.closes.length - 1]);
     if (first) {
       first = false;
-      socket.emit("join_room", room, () => {
+      const done = () => {
         joined++;
         if (joined === count) print({ ready: joined });
-      });
+      };
+      if (acks) socket.emit("join_room", room, done);
+      else socket.emit("join_room", room), done();
     } else if (!socket.recovered) {
       client.recovered_false++;
       socket.emit("join_room", room, () => {});
