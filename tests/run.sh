@@ -90,6 +90,17 @@ if [ ! -f target/tools/schemathesis/schemathesis/__init__.py ]; then
   pip --target target/tools/schemathesis "schemathesis==4.32.5"
 fi
 
+# The Kubernetes manifests: schemas of every supported version, offline,
+# and a static policy check.
+if [ ! -f target/tools/kubernetes-validate/kubernetes_validate/__init__.py ]; then
+  echo "installing: kubernetes-validate 1.37.0 (PyPI)"
+  pip --target target/tools/kubernetes-validate "kubernetes-validate==1.37.0"
+fi
+if [ ! -x target/tools/checkov/bin/checkov ]; then
+  echo "installing: checkov 3.3.30 (PyPI)"
+  pip --target target/tools/checkov "checkov==3.3.30" 2>&1 | grep -v "dependency conflicts\|requires\|WARNING: Running pip" || true
+fi
+
 # Real Envoy release builds, oldest and newest validated (tests/common keeps
 # the same list; deploy/docker-compose.yml pins the first).
 for version in 1.36.4 1.40.0; do
