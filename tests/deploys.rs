@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::swarm::{History, NativeSwarm, Posts, SioSwarm, peak, publisher};
+use common::swarm::{NativeSwarm, SioSwarm, check_histories, peak, publisher, settle};
 use common::*;
-use std::collections::HashSet;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -35,66 +34,6 @@ const FLAGS: &[&str] = &[
     "--ping-timeout",
     "5s",
 ];
-
-/// Every acknowledged id reached every member once, in order; nothing
-/// unacknowledged was delivered; no member was told it lost messages.
-fn check_histories(members: &[History], posts: &[Posts], last: u64) {
-    let mut acked: HashSet<u64> = posts.iter().flat_map(|p| p.acked.iter().copied()).collect();
-    acked.insert(last);
-    assert!(acked.len() > 5, "traffic flowed: {} acked", acked.len());
-    for (i, member) in members.iter().enumerate() {
-        assert_eq!(
-            member.recovered_false, 0,
-            "member {i} was told it lost messages: {member:?}"
-        );
-        let seen: HashSet<u64> = member.ids.iter().copied().collect();
-        if seen.len() != member.ids.len() {
-            let mut sorted = member.ids.clone();
-            sorted.sort_unstable();
-            let twice: Vec<u64> = sorted
-                .windows(2)
-                .filter(|w| w[0] == w[1])
-                .map(|w| w[0])
-                .collect();
-            let at: Vec<usize> = member
-                .ids
-                .iter()
-                .enumerate()
-                .filter(|(_, id)| twice.contains(id))
-                .map(|(n, _)| n)
-                .collect();
-            panic!(
-                "member {i} got {twice:?} twice, at {at:?} of {}: {member:?}",
-                member.ids.len()
-            );
-        }
-        assert!(
-            member.ids.windows(2).all(|w| w[0] < w[1]),
-            "member {i} got messages out of order"
-        );
-        let missing: Vec<_> = acked.difference(&seen).collect();
-        assert!(missing.is_empty(), "member {i} missed {missing:?}");
-        let unacked: Vec<_> = seen.difference(&acked).collect();
-        assert!(
-            unacked.is_empty(),
-            "member {i} got unacknowledged {unacked:?}"
-        );
-    }
-}
-
-/// Posts a last message and waits until every native member has it; the
-/// Socket.IO members are given the same time by the report that follows.
-async fn settle(natives: &NativeSwarm, url: &str) -> u64 {
-    let last = Client::connect(url).await.say(ROOM, "settle").await;
-    let last: u64 = last.parse().unwrap();
-    wait_for(
-        "every member to have the last message",
-        DEADLINE * 3,
-        async || natives.all_reached(last).then_some(()),
-    )
-    .await;
-    last
-}
 
 /// A counter or gauge of a replica's metrics.
 async fn metric(replica: &Process, name: &str) -> u64 {
@@ -150,7 +89,7 @@ async fn a_rolling_restart_moves_clients_at_a_pace_and_loses_nothing() {
     for p in publishers {
         posts.push(p.await.unwrap());
     }
-    let last = settle(&natives, &url).await;
+    let last = settle(&natives, &url, ROOM).await;
     let mut sio = sio;
     sio.wait_for(last).await;
     let mut members = natives.finish().await;
@@ -248,7 +187,7 @@ async fn an_api_drain_empties_one_replica_while_the_others_serve() {
     assert!(status.success());
     stop.cancel();
     let posts = vec![posting.await.unwrap()];
-    let last = settle(&natives, &url).await;
+    let last = settle(&natives, &url, ROOM).await;
     let members = natives.finish().await;
     check_histories(&members, &posts, last);
     let moved: usize = members.iter().map(|m| m.closes.len()).sum();
@@ -320,7 +259,7 @@ async fn a_fourth_replica_gets_its_share_and_shedding_stops_there() {
     assert!(counts.iter().all(|n| within(*n)), "still even: {counts:?}");
     stop.cancel();
     let posts = vec![posting.await.unwrap()];
-    let last = settle(&natives, &url).await;
+    let last = settle(&natives, &url, ROOM).await;
     let members = natives.finish().await;
     check_histories(&members, &posts, last);
 }

@@ -17,9 +17,11 @@ pub struct DrainSettings {
     pub duration: Duration,
 }
 
-/// Never slower than this: a replica with few sockets is empty before the
-/// duration is over (no balancer minds a few reconnects a second).
-const MIN_RATE: f64 = 20.0;
+/// Never slower than this, so that sessions which begin during the drain
+/// (with none held, the pace would be zero) are sent off too. Any floor
+/// above the held sockets' own pace would end the drain early in a burst
+/// twice as dense as the duration promises.
+const MIN_RATE: f64 = 1.0;
 
 /// Once every session was sent off, how long the sockets still closing
 /// (answering what their clients sent) have before the rest (transports
