@@ -229,6 +229,41 @@ async fn the_secret_can_come_from_a_file() {
     std::fs::remove_file(&path).unwrap();
 }
 
+/// The Redis URL (which may carry a password) mounted as a file is the
+/// same URL; an empty file is refused at start, and said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_url_can_come_from_a_file() {
+    let redis = Redis::start();
+    let path = std::env::temp_dir().join(format!("rtchat-redis-url-{}", free_port()));
+    std::fs::write(&path, format!("{}\n", redis.url())).unwrap();
+    let file = path.to_str().unwrap().to_owned();
+    let server = Process::ws_server("server-1", None, &["--redis-url-file", &file]);
+    let ready = server.http_url("/readyz");
+    wait_for("the replica to be ready on Redis", DEADLINE, async || {
+        (http_get(&ready).await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(server.logged("mode=\"redis\""), "on Redis, not standalone");
+    std::fs::write(&path, "").unwrap();
+    let out = rtchat()
+        .args([
+            "ws-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url-file",
+            &file,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--redis-url-file") && said.contains("is empty"),
+        "{said}"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
 /// The same rules through the Socket.IO door, with the official client:
 /// `auth: {token}` in its CONNECT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

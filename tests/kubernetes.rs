@@ -202,6 +202,11 @@ fn a_rolling_update_fits_the_drain_and_no_secret_is_a_plain_value() {
                         !(plain && secret && overlay == "production"),
                         "{overlay}: {name} is a plain value"
                     );
+                    assert!(
+                        var.get("valueFrom")
+                            .is_none_or(|v| v.get("secretKeyRef").is_none()),
+                        "{overlay}: {name} is a secret in the environment, not a file"
+                    );
                 }
             }
         }

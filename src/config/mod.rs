@@ -64,6 +64,11 @@ pub struct RedisArgs {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// The same URL read from a file (a mounted secret), so that a password
+    /// in it is never an environment value.
+    #[arg(long, env = "REDIS_URL_FILE", conflicts_with = "redis_url")]
+    pub redis_url_file: Option<std::path::PathBuf>,
+
     /// How long a Redis command may take before it fails (and the caller gets
     /// an "unavailable" error instead of waiting for Redis to come back).
     #[arg(long, env = "REDIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -78,15 +83,21 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
-    /// `None`: standalone.
-    pub fn settings(&self) -> Option<crate::redis::RedisSettings> {
-        self.redis_url
-            .as_ref()
-            .map(|url| crate::redis::RedisSettings {
-                url: url.clone(),
-                timeout: self.redis_timeout,
-                wait_replicas: self.redis_wait_replicas,
-            })
+    /// `None`: standalone. Reads the URL's file.
+    pub fn settings(&self) -> anyhow::Result<Option<crate::redis::RedisSettings>> {
+        let url = match (&self.redis_url, &self.redis_url_file) {
+            (Some(url), _) => url.clone(),
+            (None, Some(path)) => {
+                String::from_utf8(auth::read_secret(path, "--redis-url-file")?)
+                    .map_err(|_| anyhow::anyhow!("--redis-url-file must hold UTF-8 text"))?
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(crate::redis::RedisSettings {
+            url,
+            timeout: self.redis_timeout,
+            wait_replicas: self.redis_wait_replicas,
+        }))
     }
 }
 
@@ -200,6 +211,8 @@ impl WsServerArgs {
     /// The plain settings the server runs on (reads the JWT key file).
     pub fn settings(&self) -> anyhow::Result<crate::chat_server::Settings> {
         let limits = &self.limits;
+        let redis = self.redis.settings()?;
+        let with_redis = redis.is_some();
         Ok(crate::chat_server::Settings {
             verifier: self.auth.verifier()?,
             hub: crate::hub::HubSettings {
@@ -222,13 +235,13 @@ impl WsServerArgs {
             },
             origins: self.allowed_origins.clone(),
             gate: self.gate.settings(),
-            redis: self.redis.settings(),
+            redis,
             shutdown_timeout: self.shutdown_timeout,
             drain: crate::chat_server::drain::DrainSettings {
                 delay: self.drain_delay,
                 duration: self.drain_duration,
             },
-            rebalance: (self.rebalance == Switch::On && self.redis.redis_url.is_some()).then_some(
+            rebalance: (self.rebalance == Switch::On && with_redis).then_some(
                 crate::chat_server::rebalance::RebalanceSettings {
                     tolerance: self.rebalance_tolerance,
                     rate: self.rebalance_rate,
@@ -329,7 +342,7 @@ impl GrpcServerArgs {
             id: self.id.clone(),
             rooms: self.rooms.settings(&self.id),
             origins: self.allowed_origins.clone(),
-            redis: self.redis.settings(),
+            redis: self.redis.settings()?,
             auth_token,
             request_timeout: self.request_timeout,
             concurrency_limit: self.concurrency_limit,
