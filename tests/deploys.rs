@@ -7,7 +7,8 @@
 
 mod common;
 
-use common::swarm::{NativeSwarm, SioSwarm, check_histories, peak, publisher, settle};
+use common::crowd::{Crowd, check_histories, peak, sent_off, settle};
+use common::swarm::{NativeSwarm, publisher};
 use common::*;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -53,13 +54,7 @@ async fn sockets(replica: &Process) -> u64 {
 async fn a_rolling_restart_moves_clients_at_a_pace_and_loses_nothing() {
     let mut d = ChatDeployment::start_with(FLAGS);
     let url = d.nginx.ws_url();
-    let natives = NativeSwarm::start(&url, ROOM, NATIVE).await;
-    let sio = SioSwarm::start(&d.nginx.url(""), ROOM, SOCKETIO);
-    let stop = CancellationToken::new();
-    let publishers: Vec<_> = ["a", "b"]
-        .iter()
-        .map(|name| publisher(&url, ROOM, name, RATE, stop.clone()))
-        .collect();
+    let crowd = Crowd::start(&url, &d.nginx.url(""), ROOM, (NATIVE, SOCKETIO), RATE).await;
 
     let mut held = Vec::new();
     let mut drains = Vec::new();
@@ -84,17 +79,7 @@ async fn a_rolling_restart_moves_clients_at_a_pace_and_loses_nothing() {
         })
         .await;
     }
-    stop.cancel();
-    let mut posts = Vec::new();
-    for p in publishers {
-        posts.push(p.await.unwrap());
-    }
-    let last = settle(&natives, &url, ROOM).await;
-    let mut sio = sio;
-    sio.wait_for(last).await;
-    let mut members = natives.finish().await;
-    members.extend(sio.finish());
-    check_histories(&members, &posts, last);
+    let members = crowd.finish().await;
 
     // Each drain sends its sockets off evenly: no 100 ms with more than
     // twice its average rate (sockets held / duration), read from the
@@ -104,8 +89,7 @@ async fn a_rolling_restart_moves_clients_at_a_pace_and_loses_nothing() {
     let most_held = *held.iter().max().unwrap() as f64;
     let bound = (2.0 * most_held / DRAIN_SECONDS * 0.1).ceil() as usize;
     for (i, r) in retired.iter().enumerate() {
-        let mut sent = r.logged_at("reason=Moved");
-        sent.extend(r.logged_at("end=Moved"));
+        let sent = sent_off(r);
         let (worst, at) = peak(sent.clone(), 100);
         assert!(
             worst <= bound,

@@ -12,12 +12,11 @@
 
 mod common;
 
-use common::swarm::{NativeSwarm, SioSwarm, check_histories, peak, publisher, settle};
+use common::crowd::{Crowd, peak, sent_off};
 use common::*;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 const ROOM: &str = "rollout";
 const NATIVE: usize = 300;
@@ -120,13 +119,7 @@ async fn a_rolling_update_played_back_from_the_manifest_loses_nothing() {
     let flags: Vec<&str> = c.flags.iter().map(String::as_str).collect();
     let mut d = ChatDeployment::start_with(&flags);
     let url = d.nginx.ws_url();
-    let natives = NativeSwarm::start(&url, ROOM, NATIVE).await;
-    let sio = SioSwarm::start(&d.nginx.url(""), ROOM, SOCKETIO);
-    let stop = CancellationToken::new();
-    let publishers: Vec<_> = ["a", "b"]
-        .iter()
-        .map(|name| publisher(&url, ROOM, name, RATE, stop.clone()))
-        .collect();
+    let crowd = Crowd::start(&url, &d.nginx.url(""), ROOM, (NATIVE, SOCKETIO), RATE).await;
 
     // Pods by stand-in address: three old ones, one address free.
     let mut ready: Vec<usize> = vec![0, 1, 2];
@@ -187,17 +180,7 @@ async fn a_rolling_update_played_back_from_the_manifest_loses_nothing() {
         retired.push(pod);
         free = old;
     }
-    stop.cancel();
-    let mut posts = Vec::new();
-    for p in publishers {
-        posts.push(p.await.unwrap());
-    }
-    let last = settle(&natives, &url, ROOM).await;
-    let mut sio = sio;
-    sio.wait_for(last).await;
-    let mut members = natives.finish().await;
-    members.extend(sio.finish());
-    check_histories(&members, &posts, last);
+    let members = crowd.finish().await;
 
     // The reconnect rate stays under the drain's bound: no second with
     // more than twice its average (sockets held / drain duration). A
@@ -209,8 +192,7 @@ async fn a_rolling_update_played_back_from_the_manifest_loses_nothing() {
     let most = *held.iter().max().unwrap() as f64;
     let bound = (2.0 * most / c.drain_duration).ceil() as usize;
     for (i, pod) in retired.iter().enumerate() {
-        let mut sent = pod.logged_at("reason=Moved");
-        sent.extend(pod.logged_at("end=Moved"));
+        let mut sent = sent_off(pod);
         sent.retain(|at| *at >= sigterms[i]);
         let (worst, at) = peak(sent, 1000);
         assert!(

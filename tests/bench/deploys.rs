@@ -15,7 +15,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::swarm::{History, NativeSwarm, Posts, SioSwarm, peak, publisher, unix_ms};
+use common::crowd::peak;
+use common::swarm::{History, NativeSwarm, Posts, SioSwarm, publisher, unix_ms};
 use common::*;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

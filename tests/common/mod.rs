@@ -10,6 +10,7 @@ pub mod api;
 pub mod browser;
 pub mod chat;
 pub mod compose;
+pub mod crowd;
 pub mod deployment;
 pub mod dns;
 pub mod envoy;

@@ -7,7 +7,6 @@
 use super::DEADLINE;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -367,81 +366,4 @@ pub fn publisher(
         }
         posts
     })
-}
-
-/// Every acknowledged id reached every member once, in order; nothing
-/// unacknowledged was delivered; no member was told it lost messages.
-pub fn check_histories(members: &[History], posts: &[Posts], last: u64) {
-    let mut acked: HashSet<u64> = posts.iter().flat_map(|p| p.acked.iter().copied()).collect();
-    acked.insert(last);
-    assert!(acked.len() > 5, "traffic flowed: {} acked", acked.len());
-    for (i, member) in members.iter().enumerate() {
-        assert_eq!(
-            member.recovered_false, 0,
-            "member {i} was told it lost messages: {member:?}"
-        );
-        let seen: HashSet<u64> = member.ids.iter().copied().collect();
-        if seen.len() != member.ids.len() {
-            let mut sorted = member.ids.clone();
-            sorted.sort_unstable();
-            let twice: Vec<u64> = sorted
-                .windows(2)
-                .filter(|w| w[0] == w[1])
-                .map(|w| w[0])
-                .collect();
-            let at: Vec<usize> = member
-                .ids
-                .iter()
-                .enumerate()
-                .filter(|(_, id)| twice.contains(id))
-                .map(|(n, _)| n)
-                .collect();
-            panic!(
-                "member {i} got {twice:?} twice, at {at:?} of {}: {member:?}",
-                member.ids.len()
-            );
-        }
-        assert!(
-            member.ids.windows(2).all(|w| w[0] < w[1]),
-            "member {i} got messages out of order"
-        );
-        let missing: Vec<_> = acked.difference(&seen).collect();
-        assert!(missing.is_empty(), "member {i} missed {missing:?}");
-        let unacked: Vec<_> = seen.difference(&acked).collect();
-        assert!(
-            unacked.is_empty(),
-            "member {i} got unacknowledged {unacked:?}"
-        );
-    }
-}
-
-/// Posts a last message and waits until every native member has it; the
-/// Socket.IO members are given the same time by the report that follows.
-pub async fn settle(natives: &NativeSwarm, url: &str, room: &str) -> u64 {
-    let last = super::Client::connect(url).await.say(room, "settle").await;
-    let last: u64 = last.parse().unwrap();
-    super::wait_for(
-        "every member to have the last message",
-        DEADLINE * 3,
-        async || natives.all_reached(last).then_some(()),
-    )
-    .await;
-    last
-}
-
-/// The most close events in any window of `window_ms`, and when that
-/// window began (Unix ms).
-pub fn peak(mut times: Vec<u64>, window_ms: u64) -> (usize, u64) {
-    times.sort_unstable();
-    let mut best = (0, 0);
-    let mut start = 0;
-    for end in 0..times.len() {
-        while times[end] - times[start] >= window_ms {
-            start += 1;
-        }
-        if end - start + 1 > best.0 {
-            best = (end - start + 1, times[start]);
-        }
-    }
-    best
 }
