@@ -298,7 +298,7 @@ mod tests {
         for total in [100, 300, 500, 700, 900] {
             assert_eq!(patience.decide(&look(80, total)), 0);
         }
-        // Steady at 900 (the first look still sees the step from 700).
+        // Then steady around 900: the third look in a row sheds.
         assert_eq!(patience.decide(&look(80, 900)), 0);
         assert_eq!(patience.decide(&look(80, 905)), 0);
         assert_eq!(patience.decide(&look(80, 900)), 80, "the third steady look");
