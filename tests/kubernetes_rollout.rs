@@ -8,7 +8,8 @@
 //! SIGTERM and leaves the endpoints only after its probe failed the
 //! threshold's number of times, and it is SIGKILLed only if the grace
 //! period runs out. Several hundred clients and acknowledged traffic
-//! throughout.
+//! throughout. Three plays: a rolling update, a scale-out from three pods
+//! to four, and a node drain of two pods under the PodDisruptionBudget.
 
 mod common;
 
@@ -16,6 +17,7 @@ use common::crowd::{Crowd, peak, sent_off};
 use common::*;
 use serde_json::Value;
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const ROOM: &str = "rollout";
@@ -33,6 +35,8 @@ struct Contract {
     max_surge: u64,
     max_unavailable: u64,
     pre_stop: Option<Value>,
+    /// The PodDisruptionBudget's maxUnavailable for ws-server.
+    pdb_max_unavailable: u64,
     /// The drain's env, as flags.
     flags: Vec<String>,
     drain_duration: f64,
@@ -49,10 +53,16 @@ fn contract() -> Contract {
         .unwrap();
     assert!(output.status.success(), "the overlay renders");
     let yaml = String::from_utf8(output.stdout).unwrap();
-    let deployment: Value = serde_norway::Deserializer::from_str(&yaml)
+    let objects: Vec<Value> = serde_norway::Deserializer::from_str(&yaml)
         .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
-        .find(|o: &Value| o["kind"] == "Deployment" && o["metadata"]["name"] == "ws-server")
-        .expect("a ws-server Deployment");
+        .collect();
+    let named = |kind: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == "ws-server")
+            .unwrap_or_else(|| panic!("a ws-server {kind}"))
+    };
+    let deployment = named("Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     let probe = &container["readinessProbe"];
@@ -76,6 +86,9 @@ fn contract() -> Contract {
         max_surge: rolling["maxSurge"].as_u64().unwrap(),
         max_unavailable: rolling["maxUnavailable"].as_u64().unwrap(),
         pre_stop: container["lifecycle"].get("preStop").cloned(),
+        pdb_max_unavailable: named("PodDisruptionBudget")["spec"]["maxUnavailable"]
+            .as_u64()
+            .unwrap(),
         flags: vec![
             "--drain-delay".into(),
             env("DRAIN_DELAY"),
@@ -94,17 +107,155 @@ fn contract() -> Contract {
     }
 }
 
-/// The endpoints: the stand-in addresses nginx resolves `ws-server` to.
-fn publish_endpoints(d: &ChatDeployment, ready: &[usize]) {
-    let addrs: Vec<Ipv4Addr> = ready
-        .iter()
-        .map(|i| CHAT_IPS[*i].parse().unwrap())
-        .collect();
-    d.dns.set("ws-server", &addrs);
+/// Pods on stand-in addresses (an index into `CHAT_IPS`) and the endpoints
+/// nginx resolves `ws-server` to, driven by the contract's numbers.
+struct Cluster<'a> {
+    d: &'a ChatDeployment,
+    c: &'a Contract,
+    endpoints: Mutex<Vec<usize>>,
+    started: Instant,
+}
+
+/// A pod that was terminated: its process (for its log), when it got
+/// SIGTERM (Unix ms), and the sockets it held then.
+struct Retired {
+    pod: Process,
+    sigterm: u64,
+    held: u64,
+}
+
+impl<'a> Cluster<'a> {
+    fn new(d: &'a ChatDeployment, c: &'a Contract, ready: &[usize]) -> Self {
+        let cluster = Self {
+            d,
+            c,
+            endpoints: Mutex::new(ready.to_vec()),
+            started: Instant::now(),
+        };
+        cluster.publish();
+        cluster
+    }
+
+    fn publish(&self) {
+        let addrs: Vec<Ipv4Addr> = self
+            .endpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|i| CHAT_IPS[*i].parse().unwrap())
+            .collect();
+        self.d.dns.set("ws-server", &addrs);
+    }
+
+    /// A new pod at `ip`, in the endpoints once its readiness probe passes
+    /// (polled at the probe's period).
+    async fn create(&self, ip: usize) -> Process {
+        let flags: Vec<&str> = self.c.flags.iter().map(String::as_str).collect();
+        let pod = chat_replica(&self.d.redis, ip, self.d.ws_port, &flags);
+        let url = pod.http_url(&self.c.readiness_path);
+        let mut ticks = tokio::time::interval(self.c.period);
+        loop {
+            ticks.tick().await;
+            if probe(&url).await {
+                break;
+            }
+            assert!(
+                self.started.elapsed() < Duration::from_secs(300),
+                "pod {ip} never ready"
+            );
+        }
+        self.endpoints.lock().unwrap().push(ip);
+        self.publish();
+        pod
+    }
+
+    /// SIGTERM (no preStop), out of the endpoints once the readiness probe
+    /// failed the threshold's number of times in a row, and SIGKILL only
+    /// past the grace period, which must not come.
+    async fn terminate(&self, mut pod: Process, ip: usize) -> Retired {
+        let held = pod_sockets(&pod).await;
+        let terminated = Instant::now();
+        let sigterm = common::swarm::unix_ms();
+        pod.signal("TERM");
+        let url = pod.http_url(&self.c.readiness_path);
+        let mut ticks = tokio::time::interval(self.c.period);
+        let mut failed = 0;
+        while failed < self.c.failures {
+            ticks.tick().await;
+            failed = if probe(&url).await { 0 } else { failed + 1 };
+        }
+        self.endpoints.lock().unwrap().retain(|i| *i != ip);
+        self.publish();
+        let left = self.c.grace.saturating_sub(terminated.elapsed());
+        let exited = tokio::time::timeout(left, pod.wait_exit_within(left + DEADLINE)).await;
+        let status = exited.unwrap_or_else(|_| panic!("pod {ip} reached SIGKILL"));
+        assert!(status.success(), "pod {ip} exits 0 after its drain");
+        assert!(!pod.logged("shutdown timeout"), "pod {ip} drained in time");
+        Retired { pod, sigterm, held }
+    }
 }
 
 async fn probe(url: &str) -> bool {
     http_get_maybe(url).await == Some(200)
+}
+
+/// Starts the deployment with the contract's drain and a crowd on it; the
+/// three pods are handed out by address.
+async fn start(c: &Contract) -> (ChatDeployment, Crowd, Vec<Process>) {
+    let flags: Vec<&str> = c.flags.iter().map(String::as_str).collect();
+    let mut d = ChatDeployment::start_with(&flags);
+    let crowd = Crowd::start(
+        &d.nginx.ws_url(),
+        &d.nginx.url(""),
+        ROOM,
+        (NATIVE, SOCKETIO),
+        RATE,
+    )
+    .await;
+    let pods = std::mem::take(&mut d.replicas);
+    (d, crowd, pods)
+}
+
+/// The reconnect rate stays under the drain's bound: no second with more
+/// than twice its average (sockets held / drain duration). A second, not
+/// 100 ms as in tests/deploys.rs: at this duration's pace (about one
+/// socket in 100 ms) a window that short measures the scheduling of 400
+/// clients on two cores, not the drain. Only what a pod sent off after its
+/// SIGTERM: before it, a pod may have been rebalancing onto a new one, at
+/// `--rebalance-rate`.
+fn check_pace(retired: &[Retired], c: &Contract) {
+    let most = retired.iter().map(|r| r.held).max().unwrap() as f64;
+    let bound = (2.0 * most / c.drain_duration).ceil() as usize;
+    for (i, r) in retired.iter().enumerate() {
+        let mut sent = sent_off(&r.pod);
+        sent.retain(|at| *at >= r.sigterm);
+        let (worst, at) = peak(sent, 1000);
+        assert!(
+            worst <= bound,
+            "pod {i}: {worst} within 1 s at {at}, bound {bound}"
+        );
+    }
+}
+
+fn report(what: &str, members: &[common::swarm::History], started: Instant) {
+    let mut back: Vec<u64> = members
+        .iter()
+        .flat_map(|m| m.reconnect_ms.clone())
+        .collect();
+    back.sort_unstable();
+    let arrivals = members
+        .iter()
+        .flat_map(|m| m.closes.iter().zip(&m.reconnect_ms).map(|(c, r)| c + r))
+        .collect();
+    eprintln!(
+        "{what}: {} clients, {} moves, reconnect p50 {:?} ms, p99 {:?} ms, peak {} a second, {:.1} s in all",
+        members.len(),
+        back.len(),
+        back.get(back.len() / 2),
+        back.get(back.len() * 99 / 100),
+        peak(arrivals, 1000).0,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,111 +267,66 @@ async fn a_rolling_update_played_back_from_the_manifest_loses_nothing() {
         "the playback enacts one new pod at a time, none taken early"
     );
     assert!(c.pre_stop.is_none(), "no preStop: the drain waits itself");
-    let flags: Vec<&str> = c.flags.iter().map(String::as_str).collect();
-    let mut d = ChatDeployment::start_with(&flags);
-    let url = d.nginx.ws_url();
-    let crowd = Crowd::start(&url, &d.nginx.url(""), ROOM, (NATIVE, SOCKETIO), RATE).await;
-
-    // Pods by stand-in address: three old ones, one address free.
-    let mut ready: Vec<usize> = vec![0, 1, 2];
+    let (d, crowd, pods) = start(&c).await;
+    let cluster = Cluster::new(&d, &c, &[0, 1, 2]);
+    // Surge: a new pod on the free address, ready, then an old one goes.
     let mut free = 3;
-    let mut retired = Vec::new();
-    let mut held = Vec::new();
-    let mut sigterms = Vec::new();
-    let started = Instant::now();
-    for (old, old_ip) in CHAT_IPS[..3].iter().enumerate() {
-        // Surge: a new pod, in the endpoints once its probe passes.
-        let new = chat_replica(&d.redis, free, d.ws_port, &flags);
-        let new_probe = new.http_url(&c.readiness_path);
-        let mut ticks = tokio::time::interval(c.period);
-        loop {
-            ticks.tick().await;
-            if probe(&new_probe).await {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(300),
-                "a pod never ready"
-            );
-        }
-        ready.push(free);
-        publish_endpoints(&d, &ready);
-        let slot = d
-            .replicas
-            .iter()
-            .position(|r| r.addr.ip().to_string() == *old_ip);
-        let mut pod = match slot {
-            Some(i) => std::mem::replace(&mut d.replicas[i], new),
-            None => unreachable!("pod {old} runs"),
-        };
-        held.push(pod_sockets(&pod).await);
-
-        // Termination: SIGTERM (no preStop), out of the endpoints after
-        // the probe's failure threshold, SIGKILL only past the grace.
-        let terminated = Instant::now();
-        sigterms.push(common::swarm::unix_ms());
-        pod.signal("TERM");
-        let old_probe = pod.http_url(&c.readiness_path);
-        let mut failed = 0;
-        while failed < c.failures {
-            ticks.tick().await;
-            failed = if probe(&old_probe).await {
-                0
-            } else {
-                failed + 1
-            };
-        }
-        ready.retain(|i| *i != old);
-        publish_endpoints(&d, &ready);
-        let left = c.grace.saturating_sub(terminated.elapsed());
-        let exited = tokio::time::timeout(left, pod.wait_exit_within(left + DEADLINE)).await;
-        let status = exited.unwrap_or_else(|_| panic!("pod {old} reached SIGKILL"));
-        assert!(status.success(), "pod {old} exits 0 after its drain");
-        assert!(!pod.logged("shutdown timeout"), "pod {old} drained in time");
-        retired.push(pod);
+    let (mut running, mut retired) = (Vec::new(), Vec::new());
+    for (old, pod) in pods.into_iter().enumerate() {
+        running.push(cluster.create(free).await);
+        retired.push(cluster.terminate(pod, old).await);
         free = old;
     }
     let members = crowd.finish().await;
+    check_pace(&retired, &c);
+    report("rollout", &members, cluster.started);
+}
 
-    // The reconnect rate stays under the drain's bound: no second with
-    // more than twice its average (sockets held / drain duration). A
-    // second, not 100 ms as in tests/deploys.rs: at this duration's pace
-    // (about one socket in 100 ms) a window that short measures the
-    // scheduling of 400 clients on two cores, not the drain. Only what a
-    // pod sent off after its SIGTERM: before it, a pod may have been
-    // rebalancing onto the new one, at `--rebalance-rate`.
-    let most = *held.iter().max().unwrap() as f64;
-    let bound = (2.0 * most / c.drain_duration).ceil() as usize;
-    for (i, pod) in retired.iter().enumerate() {
-        let mut sent = sent_off(pod);
-        sent.retain(|at| *at >= sigterms[i]);
-        let (worst, at) = peak(sent, 1000);
-        assert!(
-            worst <= bound,
-            "pod {i}: {worst} within 1 s at {at}, bound {bound}"
-        );
-    }
-    let mut back: Vec<u64> = members
-        .iter()
-        .flat_map(|m| m.reconnect_ms.clone())
-        .collect();
-    back.sort_unstable();
-    eprintln!(
-        "rollout: {} clients, {} moves, reconnect p50 {:?} ms, p99 {:?} ms, peak {:?} a second, {:.1} s in all",
-        members.len(),
-        back.len(),
-        back.get(back.len() / 2),
-        back.get(back.len() * 99 / 100),
-        peak(
-            members
-                .iter()
-                .flat_map(|m| m.closes.iter().zip(&m.reconnect_ms).map(|(c, r)| c + r))
-                .collect(),
-            1000
-        )
-        .0,
-        started.elapsed().as_secs_f64()
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_out_played_back_fills_the_new_pod() {
+    let c = contract();
+    let (d, crowd, pods) = start(&c).await;
+    let cluster = Cluster::new(&d, &c, &[0, 1, 2]);
+    let new = cluster.create(3).await;
+    // Rebalancing reaches the new pod: within the slack of its fair share
+    // (a tenth, at least ten sockets) within a minute.
+    let total = (NATIVE + SOCKETIO + 2) as f64;
+    let fair = (total / 4.0).ceil();
+    let least = fair - (fair * 0.1).max(10.0) - 2.0;
+    wait_for(
+        "the new pod to hold its share",
+        Duration::from_secs(60),
+        async || (pod_sockets(&new).await as f64 >= least).then_some(()),
+    )
+    .await;
+    let members = crowd.finish().await;
+    report("scale-out", &members, cluster.started);
+    drop(pods);
+}
+
+/// A node drain evicts two pods at once; the PodDisruptionBudget lets one
+/// go, and the second only once the first one's replacement is ready: their
+/// drains overlap, and the third pod and the replacements take everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_drain_of_two_pods_played_back_within_the_budget() {
+    let c = contract();
+    assert_eq!(c.pdb_max_unavailable, 1, "the budget the playback enacts");
+    let (d, crowd, mut pods) = start(&c).await;
+    let cluster = Cluster::new(&d, &c, &[0, 1, 2]);
+    let b = pods.remove(1);
+    let a = pods.remove(0);
+    let (first, (second, replacements)) = tokio::join!(cluster.terminate(a, 0), async {
+        // The budget (at most one of three unavailable) lets the second
+        // eviction through once the first one's replacement is ready.
+        let a2 = cluster.create(3).await;
+        tokio::join!(cluster.terminate(b, 1), async {
+            (a2, cluster.create(4).await)
+        })
+    });
+    let members = crowd.finish().await;
+    check_pace(&[first, second], &c);
+    report("node drain", &members, cluster.started);
+    drop((pods, replacements));
 }
 
 async fn pod_sockets(pod: &Process) -> u64 {

@@ -27,7 +27,13 @@ pub enum Front {
 }
 
 /// Loopback addresses standing in for replica containers.
-pub const CHAT_IPS: [&str; 4] = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+pub const CHAT_IPS: [&str; 5] = [
+    "127.0.0.2",
+    "127.0.0.3",
+    "127.0.0.4",
+    "127.0.0.5",
+    "127.0.0.6",
+];
 
 impl ChatDeployment {
     pub fn start() -> Self {
