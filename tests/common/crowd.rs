@@ -117,6 +117,11 @@ impl Crowd {
         let mut members = self.natives.finish().await;
         members.extend(sio.finish());
         check_histories(&members, &posts, last);
+        let acked: usize = posts.iter().map(|p| p.acked.len()).sum();
+        eprintln!(
+            "crowd: {acked} messages acknowledged, each delivered once to {} members",
+            members.len()
+        );
         members
     }
 }
