@@ -98,7 +98,7 @@ if [ ! -f target/tools/kubernetes-validate/kubernetes_validate/__init__.py ]; th
 fi
 if [ ! -x target/tools/checkov/bin/checkov ]; then
   echo "installing: checkov 3.3.30 (PyPI)"
-  pip --target target/tools/checkov "checkov==3.3.30" 2>&1 | grep -v "dependency conflicts\|requires\|WARNING: Running pip" || true
+  pip --target target/tools/checkov "checkov==3.3.30"
 fi
 
 # Real Envoy release builds, oldest and newest validated (tests/common keeps
