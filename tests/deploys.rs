@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::crowd::{Crowd, check_histories, peak, sent_off, settle};
+use common::crowd::{Crowd, check_histories, metric, peak, sent_off, settle, sockets};
 use common::swarm::{NativeSwarm, publisher};
 use common::*;
 use std::time::Duration;
@@ -35,20 +35,6 @@ const FLAGS: &[&str] = &[
     "--ping-timeout",
     "5s",
 ];
-
-/// A counter or gauge of a replica's metrics.
-async fn metric(replica: &Process, name: &str) -> u64 {
-    let (_, metrics) = http_get(&replica.http_url("/metrics")).await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
-/// A replica's open sockets.
-async fn sockets(replica: &Process) -> u64 {
-    metric(replica, "rtchat_connections").await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_moves_clients_at_a_pace_and_loses_nothing() {

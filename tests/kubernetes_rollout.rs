@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::crowd::{Crowd, peak, sent_off};
+use common::crowd::{Crowd, peak, sent_off, sockets};
 use common::*;
 use serde_json::Value;
 use std::net::Ipv4Addr;
@@ -173,7 +173,7 @@ impl<'a> Cluster<'a> {
     /// failed the threshold's number of times in a row, and SIGKILL only
     /// past the grace period, which must not come.
     async fn terminate(&self, mut pod: Process, ip: usize) -> Retired {
-        let held = pod_sockets(&pod).await;
+        let held = sockets(&pod).await;
         let terminated = Instant::now();
         let sigterm = common::swarm::unix_ms();
         pod.signal("TERM");
@@ -296,7 +296,7 @@ async fn a_scale_out_played_back_fills_the_new_pod() {
     wait_for(
         "the new pod to hold its share",
         Duration::from_secs(60),
-        async || (pod_sockets(&new).await as f64 >= least).then_some(()),
+        async || (sockets(&new).await as f64 >= least).then_some(()),
     )
     .await;
     let members = crowd.finish().await;
@@ -327,12 +327,4 @@ async fn a_node_drain_of_two_pods_played_back_within_the_budget() {
     check_pace(&[first, second], &c);
     report("node drain", &members, cluster.started);
     drop((pods, replacements));
-}
-
-async fn pod_sockets(pod: &Process) -> u64 {
-    let (_, metrics) = http_get(&pod.http_url("/metrics")).await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("rtchat_connections ")?.trim().parse().ok())
-        .unwrap_or(0)
 }

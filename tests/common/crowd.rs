@@ -2,8 +2,8 @@
 //! kinds and publishers, the check of every member's history, and the
 //! pace of a replica's sends elsewhere.
 
-use super::DEADLINE;
 use super::swarm::{History, NativeSwarm, Posts, SioSwarm, publisher};
+use super::{DEADLINE, Endpoint};
 use std::collections::HashSet;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -132,6 +132,20 @@ pub fn sent_off(replica: &super::Process) -> Vec<u64> {
     let mut sent = replica.logged_at("reason=Moved");
     sent.extend(replica.logged_at("end=Moved"));
     sent
+}
+
+/// A counter or gauge of a replica's metrics.
+pub async fn metric(replica: &super::Process, name: &str) -> u64 {
+    let (_, metrics) = super::http_get(&replica.http_url("/metrics")).await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// A replica's open sockets.
+pub async fn sockets(replica: &super::Process) -> u64 {
+    metric(replica, "rtchat_connections").await
 }
 
 /// The most close events in any window of `window_ms`, and when that
