@@ -11,6 +11,10 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
+# A run from a clean clone gains nothing from incremental state, which would
+# add gigabytes to target/ (a CI disk may be small); set it to 1 to keep it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v nginx >/dev/null || need_apt+=(nginx)
