@@ -25,6 +25,7 @@ pub async fn post(rooms: &Backend, action: &str, user: &UserResponse) -> Result<
     let author = Author {
         user: AUTHOR,
         name: None,
+        backend: true,
     };
     rooms
         .publish_as(author, &room, &text(action, user), None)

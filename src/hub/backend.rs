@@ -75,6 +75,9 @@ pub const DEFAULT_HISTORY: usize = 100;
 pub struct Author<'a> {
     pub user: &'a str,
     pub name: Option<&'a DisplayName>,
+    /// Backends and members keep their idempotency keys apart, so that no
+    /// member can take a key a backend is about to use.
+    pub backend: bool,
 }
 
 impl<'a> Author<'a> {
@@ -83,6 +86,16 @@ impl<'a> Author<'a> {
         Self {
             user: BACKEND_USER,
             name,
+            backend: true,
+        }
+    }
+
+    /// A member of the chat posting from its connection.
+    pub fn member(user: &'a str, name: Option<&'a DisplayName>) -> Self {
+        Self {
+            user,
+            name,
+            backend: false,
         }
     }
 }
@@ -173,7 +186,11 @@ impl Backend {
         let started = Instant::now();
         let topic = topic(room);
         let id = match idempotency_key {
-            Some(key) => self.log.publish_once(&topic, key, payload).await?,
+            Some(key) => {
+                let scope = if author.backend { "api" } else { "client" };
+                let key = format!("{scope}:{key}");
+                self.log.publish_once(&topic, &key, payload).await?
+            }
             None => self.log.publish(&topic, payload).await?,
         };
         self.metrics

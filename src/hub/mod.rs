@@ -306,19 +306,20 @@ impl Hub {
 
     /// Publishes to every member of the room on every replica (the session
     /// need not be in it, as in the Socket.IO original); returns the id.
+    /// With an idempotency key a client may retry a post whose answer it
+    /// did not get (or got as `unavailable`, which after a Redis timeout
+    /// cannot say whether Redis will still run it) without posting twice.
     pub async fn publish(
         &self,
         session: &Session,
         room: &RoomName,
         text: &str,
+        idempotency_key: Option<&str>,
     ) -> Result<u64, HubError> {
         RoomRules::check_token(session.allowed.as_deref(), room)?;
         RoomRules::check_client_post(room)?;
-        let author = backend::Author {
-            user: &session.user,
-            name: session.name.as_ref(),
-        };
-        self.publish_as(author, room, text, None).await
+        let author = backend::Author::member(&session.user, session.name.as_ref());
+        self.publish_as(author, room, text, idempotency_key).await
     }
 
     /// Infos of the room's members on every replica, for a session that may

@@ -290,12 +290,22 @@ impl Connection {
         let Some(Value::String(text)) = data.get("message") else {
             return Err(Refusal::new(ErrorCode::BadFrame, "missing field `message`"));
         };
+        let key = match data.get("idempotency_key") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(key)) => Some(key.as_str()),
+            Some(_) => {
+                return Err(Refusal::new(
+                    ErrorCode::BadFrame,
+                    "`idempotency_key` must be a string",
+                ));
+            }
+        };
         let socket = self.socket.as_ref().expect("connected");
         let id = self
             .state
             .door
             .hub
-            .publish(&socket.session, &room, text)
+            .publish(&socket.session, &room, text, key)
             .await?;
         Ok(json!({"id": id.to_string()}))
     }

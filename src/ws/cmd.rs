@@ -43,7 +43,15 @@ impl Connection {
             }
             ClientFrame::Presence { room } => self.presence(&room).await,
             ClientFrame::LeaveRoom { room } => self.leave(&room).await,
-            ClientFrame::Message { room, message, ack } => self.message(&room, &message, ack).await,
+            ClientFrame::Message {
+                room,
+                message,
+                ack,
+                idempotency_key,
+            } => {
+                self.message(&room, &message, ack, idempotency_key.as_deref())
+                    .await
+            }
         };
         match result {
             Ok(Ok(())) => Ok(()),
@@ -95,8 +103,14 @@ impl Connection {
         Ok(Ok(()))
     }
 
-    async fn message(&mut self, room: &RoomName, text: &str, ack: Option<Value>) -> Outcome {
-        let id = match self.state.hub.publish(&self.session, room, text).await {
+    async fn message(
+        &mut self,
+        room: &RoomName,
+        text: &str,
+        ack: Option<Value>,
+        key: Option<&str>,
+    ) -> Outcome {
+        let id = match self.state.hub.publish(&self.session, room, text, key).await {
             Ok(id) => id,
             Err(err) => {
                 let reject = Reject::from(err).with_room(room.as_str());

@@ -74,6 +74,8 @@ pub enum ClientFrame {
         room: RoomName,
         message: String,
         ack: Option<Value>,
+        /// A retry with the same key answers the first post's id.
+        idempotency_key: Option<String>,
     },
 }
 
@@ -87,6 +89,7 @@ struct RawFrame {
     history: Option<Value>,
     presence: Option<bool>,
     ack: Option<Value>,
+    idempotency_key: Option<Value>,
 }
 
 impl ClientFrame {
@@ -116,11 +119,22 @@ impl ClientFrame {
             Some("message") => {
                 let ack = check_ack(raw.ack.clone())?;
                 let room = room(&raw).map_err(|r| r.with_ack(ack.clone()))?;
-                let message = raw.message.ok_or_else(|| Reject {
+                let bad = |why: &str| Reject {
                     ack: ack.clone(),
-                    ..Reject::new(ErrorCode::BadFrame, "missing field `message`")
-                })?;
-                Ok(Self::Message { room, message, ack })
+                    ..Reject::new(ErrorCode::BadFrame, why).with_room(room.as_str())
+                };
+                let message = raw.message.ok_or_else(|| bad("missing field `message`"))?;
+                let idempotency_key = match raw.idempotency_key {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(key)) => Some(key),
+                    Some(_) => return Err(bad("`idempotency_key` must be a string")),
+                };
+                Ok(Self::Message {
+                    room,
+                    message,
+                    ack,
+                    idempotency_key,
+                })
             }
             Some(other) => Err(Reject::new(
                 ErrorCode::UnknownType,
@@ -318,9 +332,30 @@ mod tests {
             ClientFrame::Message {
                 room: room("g"),
                 message: "hi".into(),
-                ack: Some(Value::from("a1"))
+                ack: Some(Value::from("a1")),
+                idempotency_key: None,
             }
         );
+        assert_eq!(
+            ClientFrame::parse(
+                r#"{"type":"message","room":"g","message":"hi","idempotency_key":"k1"}"#,
+                &RoomRules::new(128)
+            )
+            .unwrap(),
+            ClientFrame::Message {
+                room: room("g"),
+                message: "hi".into(),
+                ack: None,
+                idempotency_key: Some("k1".into()),
+            }
+        );
+        let refused = ClientFrame::parse(
+            r#"{"type":"message","room":"g","message":"hi","ack":1,"idempotency_key":7}"#,
+            &RoomRules::new(128),
+        )
+        .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadFrame);
+        assert_eq!(refused.ack, Some(Value::from(1)));
     }
 
     #[test]

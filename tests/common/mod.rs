@@ -14,6 +14,7 @@ pub mod crowd;
 pub mod deployment;
 pub mod dns;
 pub mod envoy;
+pub mod faults;
 pub mod grpc;
 pub mod in_process;
 pub mod logs;

@@ -21,7 +21,7 @@ async fn join_publish_leave() {
     assert_eq!(f.hub.presence(&bob, &general).await.unwrap().len(), 1);
 
     // Posting does not require membership, as in the Socket.IO original.
-    let id = f.hub.publish(&bob, &general, "hi").await.unwrap();
+    let id = f.hub.publish(&bob, &general, "hi", None).await.unwrap();
     assert!(id > joined.position);
     assert_eq!(drain(&mut ana, &ana_rx), [id]);
 
@@ -32,7 +32,7 @@ async fn join_publish_leave() {
     );
     assert_left_nothing(&f, &ana, "general");
     assert!(f.hub.presence(&bob, &general).await.unwrap().is_empty());
-    f.hub.publish(&bob, &general, "after").await.unwrap();
+    f.hub.publish(&bob, &general, "after", None).await.unwrap();
     assert!(drain(&mut ana, &ana_rx).is_empty());
 }
 
@@ -51,8 +51,8 @@ async fn a_join_to_an_empty_room_can_be_resumed() {
         .unwrap();
     f.hub.leave(&mut ana, "quiet").await;
     let sent = [
-        f.hub.publish(&bob, &quiet, "one").await.unwrap(),
-        f.hub.publish(&bob, &quiet, "two").await.unwrap(),
+        f.hub.publish(&bob, &quiet, "one", None).await.unwrap(),
+        f.hub.publish(&bob, &quiet, "two", None).await.unwrap(),
     ];
     let since = JoinRequest {
         since: Some(joined.position),
@@ -76,8 +76,8 @@ async fn since_then_live_has_no_gap_and_no_duplicate() {
     let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
     let (bob, _) = f.hub.open("bob".into(), None);
     let general = room("general");
-    let first = f.hub.publish(&bob, &general, "m1").await.unwrap();
-    let second = f.hub.publish(&bob, &general, "m2").await.unwrap();
+    let first = f.hub.publish(&bob, &general, "m1", None).await.unwrap();
+    let second = f.hub.publish(&bob, &general, "m2", None).await.unwrap();
     let since = JoinRequest {
         since: Some(first),
         ..Default::default()
@@ -87,7 +87,7 @@ async fn since_then_live_has_no_gap_and_no_duplicate() {
         joined.replay.iter().map(|m| m.id).collect::<Vec<_>>(),
         [second]
     );
-    let third = f.hub.publish(&bob, &general, "m3").await.unwrap();
+    let third = f.hub.publish(&bob, &general, "m3", None).await.unwrap();
     // A second join of the same room replays what the session already has:
     // nothing comes twice, and membership is not doubled.
     let again = JoinRequest {
@@ -128,14 +128,14 @@ async fn repair_delivers_missed_then_held_in_order() {
         .join(&mut ana, &general, JoinRequest::default())
         .await
         .unwrap();
-    let before = f.hub.publish(&bob, &general, "before").await.unwrap();
+    let before = f.hub.publish(&bob, &general, "before", None).await.unwrap();
     assert_eq!(drain(&mut ana, &ana_rx), [before]);
 
     // Pub/sub cut: these reach the log but no replica.
     f.log.switches.cut.store(true, Ordering::SeqCst);
     let mut missed = Vec::new();
     for text in ["m1", "m2"] {
-        missed.push(f.hub.publish(&bob, &general, text).await.unwrap());
+        missed.push(f.hub.publish(&bob, &general, text, None).await.unwrap());
     }
     assert!(drain(&mut ana, &ana_rx).is_empty());
     f.log.switches.cut.store(false, Ordering::SeqCst);
@@ -153,7 +153,7 @@ async fn repair_delivers_missed_then_held_in_order() {
         );
         tokio::task::yield_now().await;
     }
-    let live = f.hub.publish(&bob, &general, "live").await.unwrap();
+    let live = f.hub.publish(&bob, &general, "live", None).await.unwrap();
     assert!(
         ana_rx.try_recv().is_err(),
         "live traffic waits for the read-back"

@@ -34,7 +34,7 @@ async fn a_failed_replay_undoes_the_join() {
     );
     f.log.switches.fail_replay.store(false, Ordering::SeqCst);
     f.hub
-        .publish(&bob, &room("general"), "unseen")
+        .publish(&bob, &room("general"), "unseen", None)
         .await
         .unwrap();
     assert!(
@@ -93,7 +93,7 @@ async fn a_failed_publish_delivers_nothing() {
     f.log.switches.fail_publish.store(true, Ordering::SeqCst);
     let err = f
         .hub
-        .publish(&ana, &room("general"), "lost")
+        .publish(&ana, &room("general"), "lost", None)
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Unavailable);
@@ -119,7 +119,11 @@ async fn limits_refuse_and_change_nothing() {
     assert_eq!((ana.rooms(), f.hub.local_members("r4")), (4, 0));
     let long = "x".repeat(65);
     for text in ["", long.as_str()] {
-        let err = f.hub.publish(&ana, &room("r0"), text).await.unwrap_err();
+        let err = f
+            .hub
+            .publish(&ana, &room("r0"), text, None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::MessageTooLong);
     }
 }
@@ -136,13 +140,21 @@ async fn rooms_outside_the_token_are_forbidden() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Forbidden);
     assert_left_nothing(&f, &bo, "general");
-    let err = f.hub.publish(&bo, &room("general"), "x").await.unwrap_err();
+    let err = f
+        .hub
+        .publish(&bo, &room("general"), "x", None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Forbidden);
     assert!(f.hub.presence(&bo, &room("general")).await.is_err());
     f.hub
         .join(&mut bo, &room("team-a"), JoinRequest::default())
         .await
         .unwrap();
-    let id = f.hub.publish(&bo, &room("team-a"), "ok").await.unwrap();
+    let id = f
+        .hub
+        .publish(&bo, &room("team-a"), "ok", None)
+        .await
+        .unwrap();
     assert_eq!(drain(&mut bo, &bo_rx), [id]);
 }
