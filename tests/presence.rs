@@ -211,3 +211,38 @@ async fn messages_published_while_a_replica_was_cut_off_are_delivered_once_in_or
         "nothing lost, nothing twice, in order"
     );
 }
+
+/// A leave that never reached Redis (the replica was cut off when its
+/// member left, and the connection was then reset, losing the call) is
+/// made good once the replica reaches Redis again: the member does not
+/// stay in presence for as long as its replica lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_lost_in_a_partition_is_made_good_when_the_link_heals() {
+    use common::faults::{Fault, FaultyLink};
+    let redis = Redis::start();
+    let link = FaultyLink::to_redis(redis.port).await;
+    let cut = Process::ws_server("server-cut", Some(&link), &["--redis-timeout", "1s"]);
+    let other = Process::ws_server("server-other", Some(&redis), &[]);
+    let mut ana = named(&other.ws_url(), "ana").await;
+    join_with_events(&mut ana, "ops").await;
+    assert_eq!(event(&mut ana).await.1, "ana");
+    let mut bob = named(&cut.ws_url(), "bob").await;
+    join_with_events(&mut bob, "ops").await;
+    wait_for_presence(&mut ana, "ops", set(&["ana", "bob"]), DEADLINE).await;
+
+    link.set(Fault::Blackhole);
+    drop(bob);
+    wait_for("the cut replica's leave to fail", DEADLINE, async || {
+        cut.logged("could not announce leaving").then_some(())
+    })
+    .await;
+    link.reset();
+    link.heal();
+    let events = wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
+    assert!(
+        events
+            .iter()
+            .all(|(kind, name)| kind == "member_left" && name == "bob"),
+        "{events:?}"
+    );
+}

@@ -42,6 +42,14 @@ impl PresenceMap {
             .unwrap_or_default()
     }
 
+    /// The members of one topic.
+    pub fn members(&self, topic: &str) -> Vec<String> {
+        self.lock()
+            .get(topic)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn topics(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod chaos;
 pub mod chat;
 pub mod compose;
 pub mod crowd;

@@ -10,6 +10,8 @@
 --   add:    member, instance, info
 --   remove: member
 --   drop:   dead instances: their members are removed and announced as left
+--   keep:   instance, then the members it holds: its other entries are
+--           removed and announced as left (leaves that never reached Redis)
 local op, channel, publish = ARGV[1], ARGV[2], ARGV[3]
 local function split(value)
   local nl = string.find(value, '\n', 1, true)
@@ -26,6 +28,20 @@ elseif op == 'remove' then
   local _, info = split(value)
   redis.call(publish, channel, '- ' .. info)
   return 1
+elseif op == 'keep' then
+  local held = {}
+  for i = 5, #ARGV do held[ARGV[i]] = true end
+  local all = redis.call('HGETALL', KEYS[1])
+  local dropped = 0
+  for i = 1, #all, 2 do
+    local instance, info = split(all[i + 1])
+    if instance == ARGV[4] and not held[all[i]] then
+      redis.call('HDEL', KEYS[1], all[i])
+      redis.call(publish, channel, '- ' .. info)
+      dropped = dropped + 1
+    end
+  end
+  return dropped
 end
 local dead = {}
 for i = 4, #ARGV do dead[ARGV[i]] = true end

@@ -68,6 +68,10 @@ pub struct RedisPresence {
     /// False for a reader: it has no members, so no heartbeat and no
     /// entries of its own.
     keeps_members: bool,
+    /// Topics where Redis may hold entries of this instance that are no
+    /// longer local: a leave (or a refused join's undo) failed, or an add
+    /// timed out and may still run. Cleaned once Redis answers again.
+    unsure: std::sync::Mutex<HashSet<String>>,
 }
 
 impl RedisPresence {
@@ -100,6 +104,7 @@ impl RedisPresence {
             alive: std::sync::Mutex::default(),
             beating: AtomicBool::new(false),
             keeps_members,
+            unsure: std::sync::Mutex::default(),
         })
     }
 
@@ -119,7 +124,7 @@ impl RedisPresence {
                         let Some(this) = this.upgrade() else { break };
                         if !this.heartbeat().await {
                             restore = true;
-                        } else if restore {
+                        } else if restore || this.is_unsure() {
                             restore = !this.restore().await;
                         }
                     }
@@ -200,8 +205,10 @@ impl RedisPresence {
             .await;
     }
 
-    /// Puts back every local presence entry; entries Redis had lost are
-    /// announced as joined again. False if any could not be put back.
+    /// Puts back every local presence entry (entries Redis had lost are
+    /// announced as joined again), then removes this instance's entries
+    /// that are no longer local from the topics where a leave may not
+    /// have landed. False if any of it failed.
     async fn restore(&self) -> bool {
         for (topic, member, info) in self.local.entries() {
             if let Err(err) = self.op(&topic, "add", &member, Some(info)).await {
@@ -209,7 +216,41 @@ impl RedisPresence {
                 return false;
             }
         }
+        let unsure: Vec<String> = self.unsure_lock().iter().cloned().collect();
+        for topic in unsure {
+            let mut args = vec![Value::from(self.instance.as_str())];
+            args.extend(self.local.members(&topic).into_iter().map(Value::from));
+            match self.run(&topic, "keep", args).await {
+                Ok(_) => {
+                    self.unsure_lock().remove(&topic);
+                }
+                Err(err) => {
+                    tracing::debug!(%err, topic, "could not clean presence yet");
+                    return false;
+                }
+            }
+        }
         true
+    }
+
+    fn unsure_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.unsure.lock().expect("presence lock poisoned")
+    }
+
+    fn is_unsure(&self) -> bool {
+        !self.unsure_lock().is_empty()
+    }
+
+    /// Remembers that Redis may not match the local entries of `topic`.
+    fn unsure_of<T>(
+        &self,
+        topic: &str,
+        result: Result<T, BroadcastError>,
+    ) -> Result<T, BroadcastError> {
+        if result.is_err() {
+            self.unsure_lock().insert(topic.to_owned());
+        }
+        result
     }
 
     async fn op(
@@ -283,12 +324,14 @@ impl Presence for RedisPresence {
         if !self.beating.load(Ordering::Relaxed) {
             self.heartbeat().await;
         }
-        self.op(topic, "add", member, Some(info)).await.map(drop)
+        let added = self.op(topic, "add", member, Some(info)).await.map(drop);
+        self.unsure_of(topic, added)
     }
 
     async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
         self.local.remove(topic, member);
-        self.op(topic, "remove", member, None).await.map(drop)
+        let removed = self.op(topic, "remove", member, None).await.map(drop);
+        self.unsure_of(topic, removed)
     }
 
     async fn report(&self, state: Bytes) -> Result<(), BroadcastError> {
