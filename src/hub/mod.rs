@@ -267,6 +267,10 @@ impl Hub {
                 messages.push(message);
             }
         }
+        // Everything up to the position is in the replay or from before
+        // the join: a repair of the room under way here (after this replica
+        // lost Redis) hands out older messages, and they are not for it.
+        joined.last = joined.last.max(replay.position);
         Ok(Joined {
             room: name,
             recovered: request.since.map(|_| replay.recovered),

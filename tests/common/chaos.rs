@@ -32,6 +32,9 @@ pub struct MemberLog {
     pub room: String,
     /// Messages in the order received: id and text.
     pub seen: Vec<(u64, String)>,
+    /// For each message received, the connection (1, 2, ...) and the
+    /// replica that carried it: where a broken promise happened.
+    pub carried_by: Vec<(usize, String)>,
     /// Where its first join put it: it is owed every message after this.
     pub position: u64,
     /// Joins answered `recovered: false`: the id it asked to resume
@@ -90,6 +93,7 @@ pub fn native_member(
                 continue;
             };
             log.connects += 1;
+            let mut server = String::new();
             let mut join = json!({"type": "join_room", "room": room});
             if let Some(since) = since {
                 join["since"] = json!(since.to_string());
@@ -145,6 +149,9 @@ pub fn native_member(
                 };
                 let frame: Value = serde_json::from_str(&text).unwrap();
                 match frame["type"].as_str() {
+                    Some("welcome") => {
+                        server = frame["server"].as_str().unwrap_or_default().to_owned();
+                    }
                     Some("joined") => {
                         joined = true;
                         match since {
@@ -163,6 +170,7 @@ pub fn native_member(
                         let id = parse_id(&frame["id"]).unwrap();
                         let text = frame["message"].as_str().unwrap_or_default().to_owned();
                         log.seen.push((id, text));
+                        log.carried_by.push((log.connects, server.clone()));
                         since = Some(id);
                         newest_seen.store(id, Ordering::Relaxed);
                         if open_gap {
@@ -363,8 +371,14 @@ pub fn check_messages(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, member) in members.iter().enumerate() {
         let ids: Vec<u64> = member.seen.iter().map(|(id, _)| *id).collect();
-        if let Some(w) = ids.windows(2).find(|w| w[0] >= w[1]) {
-            disorder.push(format!("native {i}: {} then {}", w[0], w[1]));
+        if let Some(at) = ids.windows(2).position(|w| w[0] >= w[1]) {
+            disorder.push(format!(
+                "native {i}: {} on {:?} then {} on {:?}",
+                ids[at],
+                member.carried_by[at],
+                ids[at + 1],
+                member.carried_by[at + 1]
+            ));
         }
         let set: HashSet<u64> = ids.iter().copied().collect();
         if set.len() != ids.len() {

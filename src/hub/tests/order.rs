@@ -165,6 +165,53 @@ async fn repair_delivers_missed_then_held_in_order() {
     assert!(drain(&mut ana, &ana_rx).is_empty());
 }
 
+/// A member that resumes on a replica while the replica repairs the room
+/// (it missed what the member already saw elsewhere) gets nothing older
+/// than where it resumed: the repair's read-back is not for it.
+#[tokio::test]
+async fn a_resume_during_a_repair_gets_nothing_twice() {
+    let f = fixture();
+    let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
+    let (bob, _) = f.hub.open("bob".into(), None);
+    let general = room("general");
+    f.hub
+        .join(&mut ana, &general, JoinRequest::default())
+        .await
+        .unwrap();
+    f.log.switches.cut.store(true, Ordering::SeqCst);
+    let mut missed = Vec::new();
+    for text in ["m1", "m2"] {
+        missed.push(f.hub.publish(&bob, &general, text, None).await.unwrap());
+    }
+    f.log.switches.cut.store(false, Ordering::SeqCst);
+
+    f.log.gated.store(true, Ordering::SeqCst);
+    let replays = f.log.switches.replays_started.load(Ordering::SeqCst);
+    f.log.resumed.send_modify(|n| *n += 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while f.log.switches.replays_started.load(Ordering::SeqCst) == replays {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "repair never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The repair waits at its read-back; cy, who saw m1 and m2 on another
+    // replica, resumes here meanwhile.
+    f.log.gated.store(false, Ordering::SeqCst);
+    let (mut cy, cy_rx) = f.hub.open("cy".into(), None);
+    let resume = JoinRequest {
+        since: Some(missed[1]),
+        ..Default::default()
+    };
+    let joined = f.hub.join(&mut cy, &general, resume).await.unwrap();
+    assert!(joined.replay.is_empty());
+    f.log.gate.add_permits(1);
+    assert_eq!(recv_ids(&mut ana, &ana_rx, 2).await, missed);
+    let live = f.hub.publish(&bob, &general, "live", None).await.unwrap();
+    assert_eq!(recv_ids(&mut cy, &cy_rx, 1).await, [live]);
+}
+
 #[tokio::test]
 async fn presence_events_go_to_watchers_only() {
     let f = fixture();
