@@ -178,6 +178,25 @@ impl Rooms {
     }
 }
 
+impl Rooms {
+    /// Ends a repair that could not read the log back: what was held is
+    /// dropped, and every member is told to reconnect and resume from
+    /// what it has, which fills the gap the read-back could not. Returns
+    /// how many were told.
+    pub fn finish_repair_elsewhere(&self, room: &RoomName) -> usize {
+        let mut rooms = self.lock();
+        let Some((_, entry)) = entry(&mut rooms, room.as_str()) else {
+            return 0;
+        };
+        entry.held = None;
+        let mut told = 0;
+        for member in entry.members.values() {
+            told += try_queue(member, Outbound::Reconnect) as usize;
+        }
+        told
+    }
+}
+
 /// A room with the map's shared copy of its name.
 fn entry<'a>(
     rooms: &'a mut HashMap<RoomName, Room>,

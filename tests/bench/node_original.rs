@@ -84,8 +84,9 @@ pub async fn roll() {
     sio.quiet();
     // What was sent has arrived by now, or never will.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (members, sent, _) = sio.report();
-    let sent: HashSet<u64> = sent.into_iter().collect();
+    let sio = sio.report();
+    let members = sio.members;
+    let sent: HashSet<u64> = sio.sent.iter().map(|s| s.parse().unwrap()).collect();
     println!("{:.1} s in all", (unix_ms() - from) as f64 / 1000.0);
     report(&members, &sent, 0);
     for mut child in replicas {

@@ -245,12 +245,30 @@ impl SioSwarm {
     }
 
     pub fn finish(self) -> Vec<History> {
-        self.report().0
+        self.report().members
     }
 
-    /// Every member's history, and what the publisher sent (message
-    /// texts, numbers) and had acknowledged (ids).
-    pub fn report(mut self) -> (Vec<History>, Vec<u64>, Vec<u64>) {
+    /// Waits until the keyed publisher has no post in flight.
+    pub async fn idle(&mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"idle\n").unwrap();
+        let mut stdout = self.stdout.take().unwrap();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            (stdout, line)
+        });
+        let (stdout, line) = tokio::time::timeout(DEADLINE * 6, read)
+            .await
+            .expect("the Socket.IO publisher's last post acknowledged in time")
+            .unwrap();
+        self.stdout = Some(stdout);
+        assert!(line.contains("idle"), "swarm: {line:?}");
+    }
+
+    /// Every member's history, and what the publisher sent and had
+    /// acknowledged.
+    pub fn report(mut self) -> SioReport {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(b"report\n").unwrap();
         let mut line = String::new();
@@ -295,8 +313,42 @@ impl SioSwarm {
                 reconnect_ms: numbers(&c["reconnects"]),
             })
             .collect();
-        (members, numbers(&report["sent"]), numbers(&report["acked"]))
+        let pairs = report["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let id = p[1].as_str().unwrap().parse().unwrap();
+                (
+                    p[0].as_str().unwrap().to_owned(),
+                    id,
+                    p[2].as_u64().unwrap() as u32,
+                )
+            })
+            .collect();
+        SioReport {
+            members,
+            sent: report["sent"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect(),
+            acked: numbers(&report["acked"]),
+            pairs,
+        }
     }
+}
+
+/// What a Socket.IO swarm saw and posted.
+pub struct SioReport {
+    pub members: Vec<History>,
+    /// The publisher's message texts.
+    pub sent: Vec<String>,
+    /// Ids acknowledged, in order.
+    pub acked: Vec<u64>,
+    /// With SWARM_KEYED: each post's key, id and number of tries.
+    pub pairs: Vec<(String, u64, u32)>,
 }
 
 impl Drop for SioSwarm {

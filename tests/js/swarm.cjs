@@ -18,7 +18,13 @@
 // shared sessions, behind a balancer without affinity). SWARM_KEY=message
 // keeps each message's text instead of its id (for a server whose messages
 // have none: the publisher's numbers). SWARM_ACKS=none: the server answers
-// no ack callback, so a join counts once emitted.
+// no ack callback, so a join counts once emitted. SWARM_CHURN=<ms>: each
+// socket drops its connection every <ms> to 3 <ms> (it reconnects and
+// recovers, through the balancer) until "quiet". SWARM_KEYED=1: the
+// publisher gives each post an idempotency key and retries it (after a
+// refusal, or no answer in 3 s) until acknowledged; "pairs" in the report
+// holds [key, id, tries] of each; a line "idle" is answered {"idle": true}
+// once no post is in flight.
 const { io } = require("socket.io-client");
 const readline = require("readline");
 
@@ -27,6 +33,10 @@ const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const only = process.env.SWARM_TRANSPORTS;
 const key = process.env.SWARM_KEY || "id";
 const acks = process.env.SWARM_ACKS !== "none";
+const churn = Number(process.env.SWARM_CHURN || 0);
+const keyed = process.env.SWARM_KEYED === "1";
+const pairs = [];
+let quiet = false;
 const clients = [];
 const sent = [];
 const acked = [];
@@ -41,6 +51,15 @@ for (let i = 0; i < count; i++) {
   clients.push(client);
   sockets.push(socket);
   let first = true;
+  // A join refused (unavailable: Redis away) is tried again, as the
+  // README asks of a client; while disconnected the client buffers it, so
+  // it is not lost if the connection drops first and is then recovered
+  // (a recovered session has only the rooms joined before the drop).
+  const join = (done) =>
+    socket.emit("join_room", room, (answer) => {
+      if (answer && answer.error) setTimeout(() => join(done), 200);
+      else done();
+    });
   socket.on("connect", () => {
     client.connects++;
     if (client.closes.length) client.reconnects.push(Date.now() - client.closes[client.closes.length - 1]);
@@ -50,13 +69,22 @@ for (let i = 0; i < count; i++) {
         joined++;
         if (joined === count) print({ ready: joined });
       };
-      if (acks) socket.emit("join_room", room, done);
+      if (acks) join(done);
       else socket.emit("join_room", room), done();
     } else if (!socket.recovered) {
       client.recovered_false++;
-      socket.emit("join_room", room, () => {});
+      if (acks) join(() => {});
+      else socket.emit("join_room", room);
     }
   });
+  if (churn) {
+    const drop = () => {
+      if (quiet) return;
+      if (socket.io.engine) socket.io.engine.close();
+      setTimeout(drop, churn * (1 + 2 * Math.random()));
+    };
+    setTimeout(drop, churn * (1 + 2 * Math.random()));
+  }
   socket.on("disconnect", (reason) => {
     client.closes.push(Date.now());
     client.reasons.push(reason);
@@ -90,15 +118,51 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
   if (command === "publish") {
     const publisher = io(url, { transports: only ? only.split(",") : ["websocket"] });
     let n = 1000000;
+    if (keyed) {
+      let busy = false;
+      const post = (key, tries) => {
+        let answered = false;
+        const again = () => !answered && ((answered = true), setTimeout(() => post(key, tries + 1), 200));
+        const timer = setTimeout(again, 3000);
+        publisher.emit("message", { room, message: key, idempotency_key: key }, (answer) => {
+          clearTimeout(timer);
+          if (answered) return;
+          if (answer && answer.id) {
+            answered = true;
+            pairs.push([key, answer.id, tries]);
+            busy = false;
+          } else again();
+        });
+      };
+      posting = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        const key = `${room}-sio-${++n}`;
+        sent.push(key);
+        post(key, 1);
+      }, 1000 / Number(arg));
+      return;
+    }
     posting = setInterval(() => {
       const text = String(++n);
       sent.push(text);
       publisher.emit("message", { room, message: text }, (answer) => answer && answer.id && acked.push(answer.id));
     }, 1000 / Number(arg));
   }
-  if (command === "quiet") clearInterval(posting);
+  if (command === "quiet") {
+    clearInterval(posting);
+    quiet = true;
+  }
+  if (command === "idle") {
+    const check = setInterval(() => {
+      if (sent.length === pairs.length) {
+        clearInterval(check);
+        print({ idle: true });
+      }
+    }, 20);
+  }
   if (command === "report") {
     // Exits once the line is out: a pipe takes a long line in parts.
-    process.stdout.write(JSON.stringify({ clients, sent, acked }) + "\n", () => process.exit(0));
+    process.stdout.write(JSON.stringify({ clients, sent, acked, pairs }) + "\n", () => process.exit(0));
   }
 });

@@ -212,6 +212,34 @@ async fn a_resume_during_a_repair_gets_nothing_twice() {
     assert_eq!(recv_ids(&mut cy, &cy_rx, 1).await, [live]);
 }
 
+/// A read-back that keeps failing leaves no silent gap: the room's
+/// members are sent to reconnect and resume from what they have.
+#[tokio::test]
+async fn a_repair_that_cannot_read_back_sends_members_to_resume() {
+    let f = fixture();
+    let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
+    let (bob, _) = f.hub.open("bob".into(), None);
+    let general = room("general");
+    f.hub
+        .join(&mut ana, &general, JoinRequest::default())
+        .await
+        .unwrap();
+    f.log.switches.cut.store(true, Ordering::SeqCst);
+    f.hub.publish(&bob, &general, "missed", None).await.unwrap();
+    f.log.switches.cut.store(false, Ordering::SeqCst);
+    f.log.switches.fail_replay.store(true, Ordering::SeqCst);
+    f.log.resumed.send_modify(|n| *n += 1);
+    let told = tokio::time::timeout(Duration::from_secs(10), ana_rx.recv_async())
+        .await
+        .expect("told within the read-back's retries")
+        .unwrap();
+    assert!(matches!(told, Outbound::Reconnect), "{told:?}");
+    // Live delivery goes on for whoever stays.
+    f.log.switches.fail_replay.store(false, Ordering::SeqCst);
+    let live = f.hub.publish(&bob, &general, "live", None).await.unwrap();
+    assert_eq!(recv_ids(&mut ana, &ana_rx, 1).await, [live]);
+}
+
 #[tokio::test]
 async fn presence_events_go_to_watchers_only() {
     let f = fixture();
