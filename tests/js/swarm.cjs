@@ -51,13 +51,13 @@ for (let i = 0; i < count; i++) {
   clients.push(client);
   sockets.push(socket);
   let first = true;
-  // A join refused (unavailable: Redis away) is tried again, as the
-  // README asks of a client; while disconnected the client buffers it, so
-  // it is not lost if the connection drops first and is then recovered
-  // (a recovered session has only the rooms joined before the drop).
+  // A join refused (unavailable: Redis away) or not answered (the
+  // connection dropped first; a recovered session has only the rooms
+  // joined before the drop) is tried again, as the README asks of a
+  // client; while disconnected the client buffers it.
   const join = (done) =>
-    socket.emit("join_room", room, (answer) => {
-      if (answer && answer.error) setTimeout(() => join(done), 200);
+    socket.timeout(3000).emit("join_room", room, (err, answer) => {
+      if (err || (answer && answer.error)) setTimeout(() => join(done), 200);
       else done();
     });
   socket.on("connect", () => {
