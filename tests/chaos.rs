@@ -208,17 +208,8 @@ async fn run(backing: Backing) {
     let expected = NATIVES_PER_ROOM;
     let mut presence_broken = Vec::new();
     for room in &rooms {
-        let healed = tokio::time::timeout(PRESENCE_BOUND, async {
-            while lane.presence(room).await != Some(expected) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        if healed.is_err() {
-            presence_broken.push(format!(
-                "{room}: {:?}, not {expected}",
-                lane.presence(room).await
-            ));
+        if let Err(found) = presence_settles(&lane, room, expected).await {
+            presence_broken.push(format!("{room}: {found:?}, not {expected}"));
         }
     }
     let presence_s = presence_started.elapsed().as_secs_f64();
@@ -230,17 +221,8 @@ async fn run(backing: Backing) {
         logs.push(m.task.await.unwrap());
     }
     for room in &rooms {
-        let emptied = tokio::time::timeout(PRESENCE_BOUND, async {
-            while lane.presence(room).await != Some(0) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        if emptied.is_err() {
-            presence_broken.push(format!(
-                "{room} kept {:?} after every member left",
-                lane.presence(room).await
-            ));
+        if let Err(found) = presence_settles(&lane, room, 0).await {
+            presence_broken.push(format!("{room} kept {found:?} after every member left"));
         }
     }
     verdict.check(
@@ -301,4 +283,19 @@ async fn run(backing: Backing) {
         "seed {seed} (replay with CHAOS_SEED={seed}) broke: {:#?}",
         verdict.broken
     );
+}
+
+/// Waits up to the healing bound for the room's presence to list
+/// `expected` members; what it last listed if it never did.
+async fn presence_settles(lane: &Lane, room: &str, expected: usize) -> Result<(), Option<usize>> {
+    let settled = tokio::time::timeout(PRESENCE_BOUND, async {
+        while lane.presence(room).await != Some(expected) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    match settled {
+        Ok(()) => Ok(()),
+        Err(_) => Err(lane.presence(room).await),
+    }
 }

@@ -213,20 +213,32 @@ impl SioSwarm {
 
     /// Waits until every member has message `id` (or a later one).
     pub async fn wait_for(&mut self, id: u64) {
+        let line = self
+            .ask(
+                &format!("until {id}"),
+                DEADLINE * 3,
+                "every member has the last message",
+            )
+            .await;
+        assert!(line.contains("reached"), "swarm: {line:?}");
+    }
+
+    /// Sends a command line and reads the answer line, off the runtime.
+    async fn ask(&mut self, command: &str, within: std::time::Duration, what: &str) -> String {
         let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(format!("until {id}\n").as_bytes()).unwrap();
+        stdin.write_all(format!("{command}\n").as_bytes()).unwrap();
         let mut stdout = self.stdout.take().unwrap();
         let read = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
             stdout.read_line(&mut line).unwrap();
             (stdout, line)
         });
-        let (stdout, line) = tokio::time::timeout(DEADLINE * 3, read)
+        let (stdout, line) = tokio::time::timeout(within, read)
             .await
-            .expect("every Socket.IO member has the last message in time")
+            .unwrap_or_else(|_| panic!("Socket.IO swarm: {what} in time"))
             .unwrap();
         self.stdout = Some(stdout);
-        assert!(line.contains("reached"), "swarm: {line:?}");
+        line
     }
 
     /// One more socket posts to the room, `rate` messages a second, with
@@ -250,19 +262,13 @@ impl SioSwarm {
 
     /// Waits until the keyed publisher has no post in flight.
     pub async fn idle(&mut self) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(b"idle\n").unwrap();
-        let mut stdout = self.stdout.take().unwrap();
-        let read = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            stdout.read_line(&mut line).unwrap();
-            (stdout, line)
-        });
-        let (stdout, line) = tokio::time::timeout(DEADLINE * 6, read)
-            .await
-            .expect("the Socket.IO publisher's last post acknowledged in time")
-            .unwrap();
-        self.stdout = Some(stdout);
+        let line = self
+            .ask(
+                "idle",
+                DEADLINE * 6,
+                "the publisher's last post acknowledged",
+            )
+            .await;
         assert!(line.contains("idle"), "swarm: {line:?}");
     }
 

@@ -132,27 +132,12 @@ async fn repair_delivers_missed_then_held_in_order() {
     assert_eq!(drain(&mut ana, &ana_rx), [before]);
 
     // Pub/sub cut: these reach the log but no replica.
-    f.log.switches.cut.store(true, Ordering::SeqCst);
-    let mut missed = Vec::new();
-    for text in ["m1", "m2"] {
-        missed.push(f.hub.publish(&bob, &general, text, None).await.unwrap());
-    }
+    let missed = missed_by_the_replica(&f, &bob, &general, &["m1", "m2"]).await;
     assert!(drain(&mut ana, &ana_rx).is_empty());
-    f.log.switches.cut.store(false, Ordering::SeqCst);
 
     // Deliveries resume; the read-back is held at its replay while a live
     // message arrives.
-    f.log.gated.store(true, Ordering::SeqCst);
-    let replays = f.log.switches.replays_started.load(Ordering::SeqCst);
-    f.log.resumed.send_modify(|n| *n += 1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while f.log.switches.replays_started.load(Ordering::SeqCst) == replays {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "repair never started"
-        );
-        tokio::task::yield_now().await;
-    }
+    repair_waiting_at_its_read_back(&f).await;
     let live = f.hub.publish(&bob, &general, "live", None).await.unwrap();
     assert!(
         ana_rx.try_recv().is_err(),
@@ -178,24 +163,9 @@ async fn a_resume_during_a_repair_gets_nothing_twice() {
         .join(&mut ana, &general, JoinRequest::default())
         .await
         .unwrap();
-    f.log.switches.cut.store(true, Ordering::SeqCst);
-    let mut missed = Vec::new();
-    for text in ["m1", "m2"] {
-        missed.push(f.hub.publish(&bob, &general, text, None).await.unwrap());
-    }
-    f.log.switches.cut.store(false, Ordering::SeqCst);
+    let missed = missed_by_the_replica(&f, &bob, &general, &["m1", "m2"]).await;
 
-    f.log.gated.store(true, Ordering::SeqCst);
-    let replays = f.log.switches.replays_started.load(Ordering::SeqCst);
-    f.log.resumed.send_modify(|n| *n += 1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while f.log.switches.replays_started.load(Ordering::SeqCst) == replays {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "repair never started"
-        );
-        tokio::task::yield_now().await;
-    }
+    repair_waiting_at_its_read_back(&f).await;
     // The repair waits at its read-back; cy, who saw m1 and m2 on another
     // replica, resumes here meanwhile.
     f.log.gated.store(false, Ordering::SeqCst);
@@ -224,9 +194,7 @@ async fn a_repair_that_cannot_read_back_sends_members_to_resume() {
         .join(&mut ana, &general, JoinRequest::default())
         .await
         .unwrap();
-    f.log.switches.cut.store(true, Ordering::SeqCst);
-    f.hub.publish(&bob, &general, "missed", None).await.unwrap();
-    f.log.switches.cut.store(false, Ordering::SeqCst);
+    missed_by_the_replica(&f, &bob, &general, &["missed"]).await;
     f.log.switches.fail_replay.store(true, Ordering::SeqCst);
     f.log.resumed.send_modify(|n| *n += 1);
     let told = tokio::time::timeout(Duration::from_secs(10), ana_rx.recv_async())
@@ -284,5 +252,38 @@ async fn presence_events_go_to_watchers_only() {
             !plain.admit(&item),
             "no events for a member that did not ask"
         );
+    }
+}
+
+/// Publishes while pub/sub is cut: the texts reach the log, not the
+/// replica's rooms. Their ids.
+async fn missed_by_the_replica(
+    f: &Fixture,
+    by: &Session,
+    room: &RoomName,
+    texts: &[&str],
+) -> Vec<u64> {
+    f.log.switches.cut.store(true, Ordering::SeqCst);
+    let mut ids = Vec::new();
+    for text in texts {
+        ids.push(f.hub.publish(by, room, text, None).await.unwrap());
+    }
+    f.log.switches.cut.store(false, Ordering::SeqCst);
+    ids
+}
+
+/// Deliveries resume and the repair starts, held at its read-back until
+/// the test gives the gate a permit.
+async fn repair_waiting_at_its_read_back(f: &Fixture) {
+    f.log.gated.store(true, Ordering::SeqCst);
+    let replays = f.log.switches.replays_started.load(Ordering::SeqCst);
+    f.log.resumed.send_modify(|n| *n += 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while f.log.switches.replays_started.load(Ordering::SeqCst) == replays {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "repair never started"
+        );
+        tokio::task::yield_now().await;
     }
 }
