@@ -160,13 +160,17 @@ async fn run(backing: Backing) {
     .await;
     let mut last_ids = Vec::new();
     for room in &rooms {
-        let id = api_publish(
-            &lane.nginx.url(""),
-            API_KEY,
-            json!({"room": room, "message": format!("settle-{room}"), "idempotency_key": format!("settle-{room}")}),
-        )
+        let key = format!("settle-{room}");
+        let body = json!({"room": room, "message": key, "idempotency_key": key}).to_string();
+        let url = lane.nginx.url("/api/publish");
+        // Retried like every backend's publish: a replica may still be
+        // finding its feet right after the last fault.
+        let answer = wait_for("the settle message published", DEADLINE * 3, async || {
+            let (status, answer) = api_post(&url, Key::Header(API_KEY), &body).await;
+            (status == 200).then_some(answer)
+        })
         .await;
-        let id: u64 = id.parse().unwrap();
+        let id: u64 = answer["id"].as_str().unwrap().parse().unwrap();
         posts.push(Acked {
             room: room.clone(),
             key: format!("settle-{room}"),
