@@ -163,6 +163,11 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
   }
   if (command === "report") {
     // Exits once the line is out: a pipe takes a long line in parts.
-    process.stdout.write(JSON.stringify({ clients, sent, acked, pairs }) + "\n", () => process.exit(0));
+    // Every socket says goodbye (a DISCONNECT the server acts on at once,
+    // where a vanished long-polling client is only noticed by its ping
+    // timeout), then the process exits once the line is out.
+    const line = JSON.stringify({ clients, sent, acked, pairs }) + "\n";
+    sockets.forEach((socket) => socket.disconnect());
+    process.stdout.write(line, () => setTimeout(() => process.exit(0), 300));
   }
 });
