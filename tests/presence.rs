@@ -246,3 +246,30 @@ async fn a_leave_lost_in_a_partition_is_made_good_when_the_link_heals() {
         "{events:?}"
     );
 }
+
+/// A removal that a failover lost (presence writes are not waited for, so
+/// the promoted replica may never have got it) comes back as an entry of
+/// a live replica that no sweep would ever drop. The replica checks the
+/// rooms it removed members from lately once it has reconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_lost_in_a_failover_is_made_good_after_the_reconnect() {
+    let redis = Redis::start();
+    let server = Process::ws_server("server-1", Some(&redis), &[]);
+    let mut ana = named(&server.ws_url(), "ana").await;
+    join_with_events(&mut ana, "ops").await;
+    let mut bob = named(&server.ws_url(), "bob").await;
+    join_with_events(&mut bob, "ops").await;
+    wait_for_presence(&mut ana, "ops", set(&["ana", "bob"]), DEADLINE).await;
+    let key = "rtchat:presence:{room:ops}";
+    let entry = redis.cli(&["HGET", key, &bob.user]);
+    let bob_user = bob.user.clone();
+    drop(bob);
+    wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
+
+    // What a promoted replica without the removal holds, and the
+    // reconnect a failover brings.
+    redis.cli(&["HSET", key, &bob_user, &entry]);
+    wait_for_presence(&mut ana, "ops", set(&["ana", "bob"]), DEADLINE).await;
+    redis.kill_subscribers();
+    wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
+}

@@ -72,7 +72,15 @@ pub struct RedisPresence {
     /// longer local: a leave (or a refused join's undo) failed, or an add
     /// timed out and may still run. Cleaned once Redis answers again.
     unsure: std::sync::Mutex<HashSet<String>>,
+    /// Topics this instance removed an entry from lately, and when: a
+    /// failover may promote a replica that never got the removal (presence
+    /// writes are not waited for), so after a reconnect they are unsure too.
+    removed_lately: std::sync::Mutex<HashMap<String, Instant>>,
 }
+
+/// How far back a removal may be lost with a failed primary: far above
+/// the replication lag of a healthy replica.
+const REMOVALS_DOUBTED: Duration = Duration::from_secs(10);
 
 impl RedisPresence {
     /// Shares the log's command connection and keeps this replica's
@@ -105,6 +113,7 @@ impl RedisPresence {
             beating: AtomicBool::new(false),
             keeps_members,
             unsure: std::sync::Mutex::default(),
+            removed_lately: std::sync::Mutex::default(),
         })
     }
 
@@ -137,6 +146,7 @@ impl RedisPresence {
                         if changed.is_err() {
                             break;
                         }
+                        this.doubt_recent_removals();
                         restore = !(this.heartbeat().await && this.restore().await);
                     }
                 }
@@ -237,6 +247,27 @@ impl RedisPresence {
         self.unsure.lock().expect("presence lock poisoned")
     }
 
+    /// After a reconnect: the topics removed from lately are checked again.
+    fn doubt_recent_removals(&self) {
+        let recent: Vec<String> = self
+            .removed_lately
+            .lock()
+            .expect("presence lock poisoned")
+            .iter()
+            .filter(|(_, at)| at.elapsed() < REMOVALS_DOUBTED)
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        self.unsure_lock().extend(recent);
+    }
+
+    fn note_removal(&self, topic: &str) {
+        let mut lately = self.removed_lately.lock().expect("presence lock poisoned");
+        if lately.len() >= 64 {
+            lately.retain(|_, at| at.elapsed() < REMOVALS_DOUBTED);
+        }
+        lately.insert(topic.to_owned(), Instant::now());
+    }
+
     fn is_unsure(&self) -> bool {
         !self.unsure_lock().is_empty()
     }
@@ -331,6 +362,7 @@ impl Presence for RedisPresence {
     async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
         self.local.remove(topic, member);
         let removed = self.op(topic, "remove", member, None).await.map(drop);
+        self.note_removal(topic);
         self.unsure_of(topic, removed)
     }
 
