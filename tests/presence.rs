@@ -273,3 +273,42 @@ async fn a_removal_lost_in_a_failover_is_made_good_after_the_reconnect() {
     redis.kill_subscribers();
     wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
 }
+
+/// One user on two replicas (two tabs, or a client that reconnected
+/// elsewhere before its old replica noticed it left): the old replica's
+/// removal must not take away the entry the other replica holds now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_removal_leaves_the_entry_another_replica_holds() {
+    const SECRET: &str = "presence secret, do-not-log, 32 bytes";
+    let claims = json!({"sub": "bob", "name": "bob", "exp": rtchat::auth::expiry_in(std::time::Duration::from_secs(600))});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let redis = Redis::start();
+    let flags = ["--auth", "optional", "--jwt-secret", SECRET];
+    let a = Process::ws_server("server-1", Some(&redis), &flags);
+    let b = Process::ws_server("server-2", Some(&redis), &flags);
+    let mut ana = named(&a.ws_url(), "ana").await;
+    join_with_events(&mut ana, "ops").await;
+    let mut bob_on_a = Client::connect(&format!("{}?token={token}", a.ws_url())).await;
+    join_with_events(&mut bob_on_a, "ops").await;
+    let mut bob_on_b = Client::connect(&format!("{}?token={token}", b.ws_url())).await;
+    join_with_events(&mut bob_on_b, "ops").await;
+    wait_for_presence(&mut ana, "ops", set(&["ana", "bob"]), DEADLINE).await;
+
+    drop(bob_on_a);
+    wait_for(
+        "server-1 to see bob's first socket go",
+        DEADLINE,
+        async || a.logged("disconnected").then_some(()),
+    )
+    .await;
+    // Whatever the order of events, bob stays while his socket on
+    // server-2 is in the room.
+    for _ in 0..3 {
+        assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
+    }
+}

@@ -8,7 +8,9 @@
 -- KEYS[1] presence hash; ARGV[1] op, ARGV[2] channel, ARGV[3] PUBLISH or
 -- SPUBLISH, then per op:
 --   add:    member, instance, info
---   remove: member
+--   remove: member, instance: only while that instance holds the entry (the
+--           member may have reconnected to another replica meanwhile, and a
+--           late removal must not take that entry away)
 --   drop:   dead instances: their members are removed and announced as left
 --   keep:   instance, then the members it holds: its other entries are
 --           removed and announced as left (leaves that never reached Redis)
@@ -24,8 +26,9 @@ if op == 'add' then
 elseif op == 'remove' then
   local value = redis.call('HGET', KEYS[1], ARGV[4])
   if not value then return 0 end
+  local holder, info = split(value)
+  if holder ~= ARGV[5] then return 0 end
   redis.call('HDEL', KEYS[1], ARGV[4])
-  local _, info = split(value)
   redis.call(publish, channel, '- ' .. info)
   return 1
 elseif op == 'keep' then

@@ -221,7 +221,7 @@ impl RedisPresence {
     /// have landed. False if any of it failed.
     async fn restore(&self) -> bool {
         for (topic, member, info) in self.local.entries() {
-            if let Err(err) = self.op(&topic, "add", &member, Some(info)).await {
+            if let Err(err) = self.add(&topic, &member, info).await {
                 tracing::debug!(%err, topic, "could not restore presence yet");
                 return false;
             }
@@ -284,18 +284,20 @@ impl RedisPresence {
         result
     }
 
-    async fn op(
-        &self,
-        topic: &str,
-        op: &str,
-        member: &str,
-        info: Option<Bytes>,
-    ) -> Result<Value, BroadcastError> {
-        let mut args = vec![Value::from(member)];
-        if let Some(info) = info {
-            args.extend([self.instance.as_str().into(), Value::Bytes(info)]);
-        }
-        self.run(topic, op, args).await
+    /// Adds (or takes over) a member's entry as this instance's.
+    async fn add(&self, topic: &str, member: &str, info: Bytes) -> Result<Value, BroadcastError> {
+        let args = vec![
+            Value::from(member),
+            Value::from(self.instance.as_str()),
+            Value::Bytes(info),
+        ];
+        self.run(topic, "add", args).await
+    }
+
+    /// Removes a member's entry while this instance holds it.
+    async fn remove(&self, topic: &str, member: &str) -> Result<Value, BroadcastError> {
+        let args = vec![Value::from(member), Value::from(self.instance.as_str())];
+        self.run(topic, "remove", args).await
     }
 
     async fn run(&self, topic: &str, op: &str, args: Vec<Value>) -> Result<Value, BroadcastError> {
@@ -355,13 +357,13 @@ impl Presence for RedisPresence {
         if !self.beating.load(Ordering::Relaxed) {
             self.heartbeat().await;
         }
-        let added = self.op(topic, "add", member, Some(info)).await.map(drop);
+        let added = self.add(topic, member, info).await.map(drop);
         self.unsure_of(topic, added)
     }
 
     async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
         self.local.remove(topic, member);
-        let removed = self.op(topic, "remove", member, None).await.map(drop);
+        let removed = self.remove(topic, member).await.map(drop);
         self.note_removal(topic);
         self.unsure_of(topic, removed)
     }
