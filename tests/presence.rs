@@ -279,14 +279,7 @@ async fn a_removal_lost_in_a_failover_is_made_good_after_the_reconnect() {
 /// removal must not take away the entry the other replica holds now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_removal_leaves_the_entry_another_replica_holds() {
-    const SECRET: &str = "presence secret, do-not-log, 32 bytes";
-    let claims = json!({"sub": "bob", "name": "bob", "exp": rtchat::auth::expiry_in(std::time::Duration::from_secs(600))});
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = bob_token();
     let redis = Redis::start();
     let flags = ["--auth", "optional", "--jwt-secret", SECRET];
     let a = Process::ws_server("server-1", Some(&redis), &flags);
@@ -311,4 +304,46 @@ async fn a_late_removal_leaves_the_entry_another_replica_holds() {
     for _ in 0..3 {
         assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
     }
+}
+
+/// One user in a room through two sessions of one replica (two tabs, or a
+/// Socket.IO session recovered on the replica before its old one timed
+/// out): the entry stays until the last of them leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_stays_present_while_one_of_its_sessions_remains() {
+    let token = bob_token();
+    let redis = Redis::start();
+    let flags = ["--auth", "optional", "--jwt-secret", SECRET];
+    let server = Process::ws_server("server-1", Some(&redis), &flags);
+    let mut ana = named(&server.ws_url(), "ana").await;
+    join_with_events(&mut ana, "ops").await;
+    let url = format!("{}?token={token}", server.ws_url());
+    let mut first = Client::connect(&url).await;
+    join_with_events(&mut first, "ops").await;
+    let mut second = Client::connect(&url).await;
+    join_with_events(&mut second, "ops").await;
+    wait_for_presence(&mut ana, "ops", set(&["ana", "bob"]), DEADLINE).await;
+    drop(first);
+    wait_for("the first session to end", DEADLINE, async || {
+        server.logged("disconnected").then_some(())
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
+    }
+    drop(second);
+    wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
+}
+
+const SECRET: &str = "presence secret, do-not-log, 32 bytes";
+
+/// A token for user bob, named bob.
+fn bob_token() -> String {
+    let exp = rtchat::auth::expiry_in(std::time::Duration::from_secs(600));
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "bob", "name": "bob", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
 }

@@ -1,7 +1,7 @@
 //! In-process broadcast for a standalone server: the log lives in memory and
 //! every publish is delivered straight to this process.
 
-use super::presence::PresenceMap;
+use super::presence::{PresenceMap, Removed};
 use super::{
     Broadcast, BroadcastError, Deliver, Envelope, From, Histories, Kind, Presence, Replay,
     now_micros,
@@ -227,7 +227,7 @@ impl Presence for MemoryBroadcast {
     }
 
     async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
-        if let Some(info) = self.presence.remove(topic, member) {
+        if let Removed::Gone(info) = self.presence.remove(topic, member) {
             (self.deliver)(Envelope {
                 topic: Arc::from(topic),
                 kind: Kind::Left,

@@ -1,6 +1,10 @@
 //! This process's own presence entries: topic to member to info. The
 //! in-process broadcast answers from it; the Redis one keeps it to put its
 //! members back after Redis lost them.
+//!
+//! One member (a user) may be in a room through several sessions of this
+//! process (two tabs; a Socket.IO session recovered here before its old
+//! one timed out): the entry stays until the last of them leaves.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -9,11 +13,28 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct PresenceMap {
     /// A std mutex: every use is a map update, never awaited.
-    topics: Mutex<HashMap<String, HashMap<String, Bytes>>>,
+    topics: Mutex<HashMap<String, HashMap<String, Entry>>>,
+}
+
+struct Entry {
+    info: Bytes,
+    /// Sessions of this process holding the member in the topic.
+    sessions: usize,
+}
+
+/// What a removal did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// The member's last session left: its info.
+    Gone(Bytes),
+    /// Another session of this process still holds the member.
+    StillHeld,
+    /// The member was not here.
+    Unknown,
 }
 
 impl PresenceMap {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Bytes>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Entry>>> {
         self.topics.lock().expect("presence lock poisoned")
     }
 
@@ -21,24 +42,43 @@ impl PresenceMap {
     pub fn add(&self, topic: &str, member: &str, info: Bytes) -> bool {
         let mut topics = self.lock();
         let members = topics.entry(topic.to_owned()).or_default();
-        members.insert(member.to_owned(), info).is_none()
+        match members.get_mut(member) {
+            Some(entry) => {
+                entry.info = info;
+                entry.sessions += 1;
+                false
+            }
+            None => {
+                members.insert(member.to_owned(), Entry { info, sessions: 1 });
+                true
+            }
+        }
     }
 
-    /// The member's info, if it was there.
-    pub fn remove(&self, topic: &str, member: &str) -> Option<Bytes> {
+    /// One session of the member leaves the topic.
+    pub fn remove(&self, topic: &str, member: &str) -> Removed {
         let mut topics = self.lock();
-        let members = topics.get_mut(topic)?;
-        let info = members.remove(member);
+        let Some(members) = topics.get_mut(topic) else {
+            return Removed::Unknown;
+        };
+        let Some(entry) = members.get_mut(member) else {
+            return Removed::Unknown;
+        };
+        if entry.sessions > 1 {
+            entry.sessions -= 1;
+            return Removed::StillHeld;
+        }
+        let info = members.remove(member).expect("found above").info;
         if members.is_empty() {
             topics.remove(topic);
         }
-        info
+        Removed::Gone(info)
     }
 
     pub fn infos(&self, topic: &str) -> Vec<Bytes> {
         self.lock()
             .get(topic)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(|e| e.info.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -62,7 +102,7 @@ impl PresenceMap {
             .flat_map(|(topic, members)| {
                 members
                     .iter()
-                    .map(|(m, i)| (topic.clone(), m.clone(), i.clone()))
+                    .map(|(m, e)| (topic.clone(), m.clone(), e.info.clone()))
             })
             .collect()
     }

@@ -21,7 +21,7 @@
 //! rooms.
 
 use super::{RedisBroadcast, keys, unavailable};
-use crate::broadcast::presence::PresenceMap;
+use crate::broadcast::presence::{PresenceMap, Removed};
 use crate::broadcast::{BroadcastError, Presence};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -362,7 +362,9 @@ impl Presence for RedisPresence {
     }
 
     async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
-        self.local.remove(topic, member);
+        if self.local.remove(topic, member) == Removed::StillHeld {
+            return Ok(());
+        }
         let removed = self.remove(topic, member).await.map(drop);
         self.note_removal(topic);
         self.unsure_of(topic, removed)
