@@ -144,15 +144,17 @@ impl Lane {
             ]
             .map(String::from),
         );
-        let grpc_url = match &backing {
-            Backing::One(redis) => redis.url(),
-            Backing::Sentinel(set) => set.url(),
+        // On Sentinel its user writes are waited for like the replicas'
+        // posts: without it a failover may lose an acknowledged change
+        // (README, Redis Cluster and Sentinel), and its stream with it.
+        let (grpc_url, grpc_flags) = match &backing {
+            Backing::One(redis) => (redis.url(), vec!["--redis-timeout", "1s"]),
+            Backing::Sentinel(set) => (
+                set.url(),
+                vec!["--redis-timeout", "1s", "--redis-wait-replicas", "1"],
+            ),
         };
-        let grpc = Process::grpc_server(
-            "grpc-chaos",
-            Some(&Url(grpc_url)),
-            &["--redis-timeout", "1s"],
-        );
+        let grpc = Process::grpc_server("grpc-chaos", Some(&Url(grpc_url)), &grpc_flags);
         let ws_port = free_port_on(&CHAT_IPS);
         let args: Vec<&str> = extra.iter().map(String::as_str).collect();
         let replicas = (0..3)
