@@ -223,6 +223,16 @@ impl SioSwarm {
         assert!(line.contains("reached"), "swarm: {line:?}");
     }
 
+    /// Whether every member has message `id` (or a later one) within
+    /// `within`.
+    pub async fn reached(&mut self, id: u64, within: std::time::Duration) -> bool {
+        let ms = within.as_millis();
+        let line = self
+            .ask(&format!("until {id} {ms}"), within + DEADLINE, "an answer")
+            .await;
+        line.contains("reached")
+    }
+
     /// Sends a command line and reads the answer line, off the runtime.
     async fn ask(&mut self, command: &str, within: std::time::Duration, what: &str) -> String {
         let stdin = self.child.stdin.as_mut().unwrap();

@@ -3,7 +3,8 @@
 //   node swarm.cjs <url> <count> <room>
 // Prints {"ready": n} once every socket joined; on a stdin line
 // "until <id>", {"reached": id} once every socket has a message with that
-// id or a later one; on a stdin line "report",
+// id or a later one ("until <id> <ms>": {"behind": ...} after <ms>, 25 s
+// by default); on a stdin line "report",
 // prints every socket's history as one JSON line and exits:
 //   {"clients": [{"ids": [...], "connects": n, "recovered_false": n,
 //                 "closes": [unix ms, ...], "reasons": [...],
@@ -96,7 +97,7 @@ const reached = (target) =>
   clients.every((c) => c.ids.length && BigInt(c.ids[c.ids.length - 1]) >= target);
 
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
-  const [command, arg] = line.trim().split(" ");
+  const [command, arg, rest] = line.trim().split(" ");
   if (command === "until") {
     const target = BigInt(arg);
     const started = Date.now();
@@ -104,7 +105,7 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
       if (reached(target)) {
         clearInterval(check);
         print({ reached: arg });
-      } else if (Date.now() - started > 25000) {
+      } else if (Date.now() - started > (Number(rest) || 25000)) {
         // Tells the test who is behind, and how it got there.
         clearInterval(check);
         const behind = clients
