@@ -19,6 +19,7 @@ pub(crate) mod socket;
 
 use crate::hub::Hub;
 use crate::hub::metrics::Metrics;
+use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -81,5 +82,15 @@ impl std::ops::Deref for DoorState {
     type Target = DoorShared;
     fn deref(&self) -> &DoorShared {
         &self.0
+    }
+}
+
+/// A post's optional `idempotency_key`, as both doors read it: absent or
+/// null is none; anything but a string is refused with this text.
+pub(crate) fn idempotency_key(value: Option<&Value>) -> Result<Option<&str>, &'static str> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(key)) => Ok(Some(key)),
+        Some(_) => Err("`idempotency_key` must be a string"),
     }
 }

@@ -290,16 +290,8 @@ impl Connection {
         let Some(Value::String(text)) = data.get("message") else {
             return Err(Refusal::new(ErrorCode::BadFrame, "missing field `message`"));
         };
-        let key = match data.get("idempotency_key") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(key)) => Some(key.as_str()),
-            Some(_) => {
-                return Err(Refusal::new(
-                    ErrorCode::BadFrame,
-                    "`idempotency_key` must be a string",
-                ));
-            }
-        };
+        let key = crate::door::idempotency_key(data.get("idempotency_key"))
+            .map_err(|why| Refusal::new(ErrorCode::BadFrame, why))?;
         let socket = self.socket.as_ref().expect("connected");
         let id = self
             .state

@@ -19,6 +19,21 @@ local function split(value)
   local nl = string.find(value, '\n', 1, true)
   return string.sub(value, 1, nl - 1), string.sub(value, nl + 1)
 end
+-- Removes (and announces as left) every entry `gone(member, instance)`
+-- picks; how many.
+local function drop_where(gone)
+  local all = redis.call('HGETALL', KEYS[1])
+  local dropped = 0
+  for i = 1, #all, 2 do
+    local instance, info = split(all[i + 1])
+    if gone(all[i], instance) then
+      redis.call('HDEL', KEYS[1], all[i])
+      redis.call(publish, channel, '- ' .. info)
+      dropped = dropped + 1
+    end
+  end
+  return dropped
+end
 if op == 'add' then
   local new = redis.call('HSET', KEYS[1], ARGV[4], ARGV[5] .. '\n' .. ARGV[6])
   if new == 1 then redis.call(publish, channel, '+ ' .. ARGV[6]) end
@@ -34,28 +49,10 @@ elseif op == 'remove' then
 elseif op == 'keep' then
   local held = {}
   for i = 5, #ARGV do held[ARGV[i]] = true end
-  local all = redis.call('HGETALL', KEYS[1])
-  local dropped = 0
-  for i = 1, #all, 2 do
-    local instance, info = split(all[i + 1])
-    if instance == ARGV[4] and not held[all[i]] then
-      redis.call('HDEL', KEYS[1], all[i])
-      redis.call(publish, channel, '- ' .. info)
-      dropped = dropped + 1
-    end
-  end
-  return dropped
+  return drop_where(function(member, instance)
+    return instance == ARGV[4] and not held[member]
+  end)
 end
 local dead = {}
 for i = 4, #ARGV do dead[ARGV[i]] = true end
-local all = redis.call('HGETALL', KEYS[1])
-local dropped = 0
-for i = 1, #all, 2 do
-  local instance, info = split(all[i + 1])
-  if dead[instance] then
-    redis.call('HDEL', KEYS[1], all[i])
-    redis.call(publish, channel, '- ' .. info)
-    dropped = dropped + 1
-  end
-end
-return dropped
+return drop_where(function(_, instance) return dead[instance] end)
