@@ -16,6 +16,7 @@
 //!   delivers them after a reconnect or a slot move.
 //! - `probe`: readiness, from a write to every primary.
 
+mod doubts;
 pub(crate) mod keys;
 pub(crate) mod presence;
 mod probe;

@@ -20,6 +20,7 @@
 //! every topic every two seconds cost 5,000 scripts a second with 10,000
 //! rooms.
 
+use super::doubts::Doubts;
 use super::{RedisBroadcast, keys, unavailable};
 use crate::broadcast::presence::{PresenceMap, Removed};
 use crate::broadcast::{BroadcastError, Presence};
@@ -68,19 +69,9 @@ pub struct RedisPresence {
     /// False for a reader: it has no members, so no heartbeat and no
     /// entries of its own.
     keeps_members: bool,
-    /// Topics where Redis may hold entries of this instance that are no
-    /// longer local: a leave (or a refused join's undo) failed, or an add
-    /// timed out and may still run. Cleaned once Redis answers again.
-    unsure: std::sync::Mutex<HashSet<String>>,
-    /// Topics this instance removed an entry from lately, and when: a
-    /// failover may promote a replica that never got the removal (presence
-    /// writes are not waited for), so after a reconnect they are unsure too.
-    removed_lately: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Topics whose entries in Redis may not match the local ones.
+    doubts: Doubts,
 }
-
-/// How far back a removal may be lost with a failed primary: far above
-/// the replication lag of a healthy replica.
-const REMOVALS_DOUBTED: Duration = Duration::from_secs(10);
 
 impl RedisPresence {
     /// Shares the log's command connection and keeps this replica's
@@ -112,8 +103,7 @@ impl RedisPresence {
             alive: std::sync::Mutex::default(),
             beating: AtomicBool::new(false),
             keeps_members,
-            unsure: std::sync::Mutex::default(),
-            removed_lately: std::sync::Mutex::default(),
+            doubts: Doubts::default(),
         })
     }
 
@@ -133,7 +123,7 @@ impl RedisPresence {
                         let Some(this) = this.upgrade() else { break };
                         if !this.heartbeat().await {
                             restore = true;
-                        } else if restore || this.is_unsure() {
+                        } else if restore || this.doubts.any() {
                             restore = !this.restore().await;
                         }
                     }
@@ -146,7 +136,7 @@ impl RedisPresence {
                         if changed.is_err() {
                             break;
                         }
-                        this.doubt_recent_removals();
+                        this.doubts.doubt_recent_removals();
                         restore = !(this.heartbeat().await && this.restore().await);
                     }
                 }
@@ -226,14 +216,11 @@ impl RedisPresence {
                 return false;
             }
         }
-        let unsure: Vec<String> = self.unsure_lock().iter().cloned().collect();
-        for topic in unsure {
+        for topic in self.doubts.topics() {
             let mut args = vec![Value::from(self.instance.as_str())];
             args.extend(self.local.members(&topic).into_iter().map(Value::from));
             match self.run(&topic, "keep", args).await {
-                Ok(_) => {
-                    self.unsure_lock().remove(&topic);
-                }
+                Ok(_) => self.doubts.settled(&topic),
                 Err(err) => {
                     tracing::debug!(%err, topic, "could not clean presence yet");
                     return false;
@@ -241,47 +228,6 @@ impl RedisPresence {
             }
         }
         true
-    }
-
-    fn unsure_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.unsure.lock().expect("presence lock poisoned")
-    }
-
-    /// After a reconnect: the topics removed from lately are checked again.
-    fn doubt_recent_removals(&self) {
-        let recent: Vec<String> = self
-            .removed_lately
-            .lock()
-            .expect("presence lock poisoned")
-            .iter()
-            .filter(|(_, at)| at.elapsed() < REMOVALS_DOUBTED)
-            .map(|(topic, _)| topic.clone())
-            .collect();
-        self.unsure_lock().extend(recent);
-    }
-
-    fn note_removal(&self, topic: &str) {
-        let mut lately = self.removed_lately.lock().expect("presence lock poisoned");
-        if lately.len() >= 64 {
-            lately.retain(|_, at| at.elapsed() < REMOVALS_DOUBTED);
-        }
-        lately.insert(topic.to_owned(), Instant::now());
-    }
-
-    fn is_unsure(&self) -> bool {
-        !self.unsure_lock().is_empty()
-    }
-
-    /// Remembers that Redis may not match the local entries of `topic`.
-    fn unsure_of<T>(
-        &self,
-        topic: &str,
-        result: Result<T, BroadcastError>,
-    ) -> Result<T, BroadcastError> {
-        if result.is_err() {
-            self.unsure_lock().insert(topic.to_owned());
-        }
-        result
     }
 
     /// Adds (or takes over) a member's entry as this instance's.
@@ -358,7 +304,7 @@ impl Presence for RedisPresence {
             self.heartbeat().await;
         }
         let added = self.add(topic, member, info).await.map(drop);
-        self.unsure_of(topic, added)
+        self.doubts.unsure_of(topic, added)
     }
 
     async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
@@ -366,8 +312,8 @@ impl Presence for RedisPresence {
             return Ok(());
         }
         let removed = self.remove(topic, member).await.map(drop);
-        self.note_removal(topic);
-        self.unsure_of(topic, removed)
+        self.doubts.note_removal(topic);
+        self.doubts.unsure_of(topic, removed)
     }
 
     async fn report(&self, state: Bytes) -> Result<(), BroadcastError> {
