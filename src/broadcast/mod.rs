@@ -126,7 +126,7 @@ impl std::convert::From<HistoryPolicy> for Histories {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BroadcastError {
     /// The shared backend is unreachable or did not answer in time.
     #[error("broadcast backend unavailable: {0}")]

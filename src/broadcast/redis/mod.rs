@@ -8,6 +8,7 @@
 //! and bumps [`Broadcast::resumed`] so callers can read back what was
 //! published while it was away (Redis pub/sub does not keep it).
 //!
+//! - `group`: publishes sent to Redis in groups (group commit).
 //! - [`keys`]: key and channel names.
 //! - [`wire`]: parsing pub/sub messages and script replies.
 //! - [`presence`]: who is in a topic, for servers that have members.
@@ -17,6 +18,7 @@
 //! - `probe`: readiness, from a write to every primary.
 
 mod doubts;
+mod group;
 pub(crate) mod keys;
 pub(crate) mod presence;
 mod probe;
@@ -52,7 +54,7 @@ const PUBSUB_CAPACITY: usize = 2048;
 pub struct RedisBroadcast {
     client: Client,
     subscriber: SubscriberClient,
-    publish: Script,
+    publisher: group::Publisher,
     replay: Script,
     histories: Histories,
     /// Redis Cluster: SPUBLISH / SSUBSCRIBE, so each room's traffic stays
@@ -92,10 +94,11 @@ impl RedisBroadcast {
         let tasks = tokio_util::sync::CancellationToken::new();
         probe::spawn_prober(client.clone(), commands_work.clone(), tasks.clone());
 
+        let publisher = group::Publisher::spawn(client.clone(), redis.clone(), redis.is_cluster());
         let this = Self {
             client,
             subscriber,
-            publish: Script::from_lua(PUBLISH_LUA),
+            publisher,
             replay: Script::from_lua(REPLAY_LUA),
             histories,
             sharded: redis.is_cluster(),
@@ -154,50 +157,35 @@ impl RedisBroadcast {
 
     /// The topic's history bounds as the log scripts take them: its
     /// length, and its age in microseconds.
-    fn bounds(&self, topic: &str) -> (Value, Value) {
+    fn bounds(&self, topic: &str) -> (i64, i64) {
         let policy = self.histories.of(topic);
-        (
-            Value::Integer(policy.max_len as i64),
-            Value::Integer(policy.max_age.as_micros() as i64),
-        )
+        (policy.max_len as i64, policy.max_age.as_micros() as i64)
     }
 
-    /// Runs the publish script over `keys` (the log's, and maybe an
-    /// idempotency key) and waits for replicas if asked to.
+    /// Queues the publish for the next group and waits for its id.
     async fn append(
         &self,
         topic: &str,
-        keys: Vec<String>,
+        idempotency_key: Option<&str>,
         payload: Bytes,
     ) -> Result<u64, BroadcastError> {
         let (max_len, max_age) = self.bounds(topic);
-        let id: Value = self
-            .publish
-            .evalsha_with_reload(
-                &self.client,
-                keys,
-                vec![
-                    Value::from(keys::channel(topic)),
-                    Value::Bytes(payload),
-                    max_len,
-                    max_age,
-                    Value::from(self.publish_command()),
-                ],
-            )
+        self.publisher
+            .publish(group::Post {
+                topic: topic.to_owned(),
+                idempotency_key: idempotency_key.map(str::to_owned),
+                payload,
+                max_len,
+                max_age,
+            })
             .await
-            .map_err(unavailable)?;
-        let id = wire::parse_id(&id)?;
-        crate::redis::wait_for_replicas(&self.client, &self.settings, topic)
-            .await
-            .map_err(BroadcastError::Unavailable)?;
-        Ok(id)
     }
 }
 
 #[async_trait]
 impl Broadcast for RedisBroadcast {
     async fn publish(&self, topic: &str, payload: Bytes) -> Result<u64, BroadcastError> {
-        self.append(topic, keys::log(topic), payload).await
+        self.append(topic, None, payload).await
     }
 
     async fn publish_once(
@@ -206,9 +194,7 @@ impl Broadcast for RedisBroadcast {
         key: &str,
         payload: Bytes,
     ) -> Result<u64, BroadcastError> {
-        let mut keys = keys::log(topic);
-        keys.push(keys::idempotency(topic, key));
-        self.append(topic, keys, payload).await
+        self.append(topic, Some(key), payload).await
     }
 
     async fn subscribe(&self, topic: &str) -> Result<(), BroadcastError> {
@@ -249,6 +235,7 @@ impl Broadcast for RedisBroadcast {
             From::Last(n) => ("last", Value::Integer(n as i64)),
         };
         let (max_len, max_age) = self.bounds(topic);
+        let (max_len, max_age) = (Value::Integer(max_len), Value::Integer(max_age));
         let reply: Vec<Value> = self
             .replay
             .evalsha_with_reload(

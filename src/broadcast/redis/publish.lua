@@ -1,54 +1,86 @@
--- Appends one payload to a topic's log and publishes it, atomically: Redis
--- runs a script alone, so log order and publish order cannot differ.
--- KEYS[1] log stream, KEYS[2] log meta hash, KEYS[3] (optional) the
--- publish's idempotency key: if it holds an id, that id is the answer and
--- nothing is stored or published
--- ARGV[1] channel, ARGV[2] payload, ARGV[3] max length, ARGV[4] max age (us),
--- ARGV[5] PUBLISH, or SPUBLISH on a cluster (the channel shares the keys' slot)
+-- Appends a group of payloads to their topics' logs and publishes each,
+-- atomically and in the given order: Redis runs a script alone, so log
+-- order and publish order cannot differ. A replica sends what its
+-- connections posted while its previous group was in flight as one group
+-- (see group.rs): one command, one reply and one write to each subscriber
+-- instead of one of each per message.
+-- ARGV[1] PUBLISH, or SPUBLISH on a cluster (where every key and channel of
+-- a group shares one slot), then five values per message: channel,
+-- payload, max length, max age (us), and 1 when it has an idempotency key.
+-- KEYS per message, in the same order: its log stream, its meta hash and,
+-- with that flag, its idempotency key: if that key holds an id, the id is
+-- the answer and nothing is stored or published.
+-- Returns one entry per message: its id, or '!' and the error that stopped
+-- that message alone (the others go on).
 --
 -- Every Redis call a script makes costs about a microsecond, so the usual
--- message makes five: TIME, HMGET and HSET of the meta hash, XADD and
--- PUBLISH. The meta hash counts the stream's entries (`len`, so no XLEN)
--- and remembers when the keys' expiry was last pushed back (`renewed`).
-if KEYS[3] then
-  local seen = redis.call('GET', KEYS[3])
-  if seen then
-    return seen
-  end
-end
+-- message makes four beside the group's one TIME: HMGET and HSET of the
+-- meta hash, XADD and PUBLISH. The meta hash counts the stream's entries
+-- (`len`, so no XLEN) and remembers when the keys' expiry was last pushed
+-- back (`renewed`).
+local publish = ARGV[1]
 local now = now_micros()
-local meta = redis.call('HMGET', KEYS[2], 'last', 'oldest', 'len', 'renewed')
-local last = tonumber(meta[1] or '0')
-local id = math.max(now, last + 1)
-local sid = string.format('%.0f', id)
-local age = tonumber(ARGV[4])
-redis.call('XADD', KEYS[1], sid .. '-0', 'p', ARGV[2])
-local oldest = tonumber(meta[2])
-local len = tonumber(meta[3])
-if last == 0 then
-  oldest, len = id, nil
-elseif len then
-  len = len + 1
+
+local function append(log, meta_key, idem, channel, payload, max_len, age)
+  if idem then
+    local seen = redis.call('GET', idem)
+    if seen then
+      return seen
+    end
+  end
+  local meta = redis.call('HMGET', meta_key, 'last', 'oldest', 'len', 'renewed')
+  local last = tonumber(meta[1] or '0')
+  local id = math.max(now, last + 1)
+  local sid = string.format('%.0f', id)
+  redis.call('XADD', log, sid .. '-0', 'p', payload)
+  local oldest = tonumber(meta[2])
+  local len = tonumber(meta[3])
+  if last == 0 then
+    oldest, len = id, nil
+  elseif len then
+    len = len + 1
+  end
+  len = trim(log, meta_key, max_len, len, now - age, oldest, now)
+  -- An idle topic's log disappears once its last message is older than the
+  -- age limit (and at most half that again): the expiry is pushed back to
+  -- 1.5 times the age whenever half the age has passed since it last was.
+  local renewed = tonumber(meta[4] or '0')
+  if now - renewed >= age / 2 then
+    local ttl = math.ceil(age * 1.5 / 1000)
+    redis.call('PEXPIRE', log, ttl)
+    redis.call('PEXPIRE', meta_key, ttl)
+    renewed = now
+  end
+  if last == 0 then
+    redis.call('HSET', meta_key, 'start', sid, 'last', sid, 'oldest', sid, 'len', len,
+      'renewed', string.format('%.0f', renewed))
+  else
+    redis.call('HSET', meta_key, 'last', sid, 'len', len, 'renewed',
+      string.format('%.0f', renewed))
+  end
+  redis.call(publish, channel, sid .. ' ' .. payload)
+  if idem then
+    redis.call('SET', idem, sid, 'PX', math.ceil(age / 1000))
+  end
+  return sid
 end
-len = trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), len, now - age, oldest, now)
--- An idle topic's log disappears once its last message is older than the
--- age limit (and at most half that again): the expiry is pushed back to
--- 1.5 times the age whenever half the age has passed since it last was.
-local renewed = tonumber(meta[4] or '0')
-if now - renewed >= age / 2 then
-  local ttl = math.ceil(age * 1.5 / 1000)
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  renewed = now
+
+local ids = {}
+local k = 1
+for a = 2, #ARGV, 5 do
+  local idem = nil
+  if ARGV[a + 4] == '1' then
+    idem = KEYS[k + 2]
+  end
+  local ok, result = pcall(append, KEYS[k], KEYS[k + 1], idem, ARGV[a], ARGV[a + 1],
+    tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
+  if ok then
+    ids[#ids + 1] = result
+  elseif type(result) == 'table' and result.err then
+    ids[#ids + 1] = '!' .. result.err
+  else
+    ids[#ids + 1] = '!' .. tostring(result)
+  end
+  k = k + (idem and 3 or 2)
 end
-if last == 0 then
-  redis.call('HSET', KEYS[2], 'start', sid, 'last', sid, 'oldest', sid, 'len', len,
-    'renewed', string.format('%.0f', renewed))
-else
-  redis.call('HSET', KEYS[2], 'last', sid, 'len', len, 'renewed', string.format('%.0f', renewed))
-end
-redis.call(ARGV[5], ARGV[1], sid .. ' ' .. ARGV[2])
-if KEYS[3] then
-  redis.call('SET', KEYS[3], sid, 'PX', math.ceil(age / 1000))
-end
-return sid
+return ids

@@ -34,6 +34,17 @@ pub fn parse_id(value: &Value) -> Result<u64, BroadcastError> {
         .map_err(|_| BroadcastError::Protocol(format!("bad message id {text:?}")))
 }
 
+/// One entry of publish.lua's answer: the message's id, or `!` and the
+/// Redis error that stopped that message alone.
+pub fn parse_group_entry(value: &Value) -> Result<u64, BroadcastError> {
+    match value.as_str() {
+        Some(text) if text.starts_with('!') => {
+            Err(BroadcastError::Unavailable(text[1..].to_owned()))
+        }
+        _ => parse_id(value),
+    }
+}
+
 /// replay.lua's `{recovered, position, id1, payload1, ...}`.
 pub fn parse_replay(reply: Vec<Value>) -> Result<Replay, BroadcastError> {
     let mut items = reply.into_iter();
@@ -93,6 +104,17 @@ mod tests {
         assert!(parse_message("rtchat:chan:{t}", Bytes::from("x1 y")).is_none());
         assert!(parse_message("rtchat:chan:{t}", Bytes::from("-5 y")).is_none());
         assert!(parse_message("rtchat:chan:{t}", Bytes::from(" y")).is_none());
+    }
+
+    #[test]
+    fn group_entries() {
+        assert_eq!(parse_group_entry(&Value::from("42")).unwrap(), 42);
+        let failed = parse_group_entry(&Value::from("!WRONGTYPE no")).unwrap_err();
+        assert!(matches!(failed, BroadcastError::Unavailable(why) if why == "WRONGTYPE no"));
+        assert!(matches!(
+            parse_group_entry(&Value::from("x")),
+            Err(BroadcastError::Protocol(_))
+        ));
     }
 
     #[test]
