@@ -201,3 +201,17 @@ async fn a_publish_that_fails_inside_a_group_fails_alone() {
         .messages;
     assert_eq!(log_entries, stored);
 }
+
+/// An idle room's keys expire: the meta hash too, from its first message
+/// (it once got its expiry only at the first renewal, half the age later,
+/// so a room with one message kept its meta hash for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_rooms_log_and_meta_hash_expire_from_the_first_message() {
+    let redis = Redis::start();
+    let log = log(redis.url()).await;
+    log.publish("once", Bytes::from("only")).await.unwrap();
+    for key in ["rtchat:log:{once}", "rtchat:meta:{once}"] {
+        let ttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
+        assert!(ttl > 0, "{key} expires (PTTL {ttl})");
+    }
+}

@@ -1,18 +1,18 @@
 //! Group commit of publishes. Every publish of a replica (its sockets', the
 //! server API's, grpc-server's posts) goes through one queue; a task sends
-//! what it finds there as one script call (publish.lua) and waits for the
-//! answer before it sends the next group. At light load a group is one
-//! publish sent at once, so nothing waits; under load, what arrived while
-//! a group was in flight goes together, and Redis reads one command, runs
-//! one script and writes one reply (and one write per subscriber) for many
+//! what it finds there as one script call (publish.lua), with at most
+//! [`IN_FLIGHT`] groups unanswered. At light load a group is one publish
+//! sent at once, so nothing waits; under load, what arrived while groups
+//! were in flight goes together, and Redis reads one command, runs one
+//! script and writes one reply (and one write per subscriber) for many
 //! messages: its per-command floor is shared instead of paid per message.
 //!
 //! Each publish keeps its own id, idempotency key and answer, and order is
 //! kept: the queue is first in, first out, a group's messages are appended
-//! in queue order, and one group is in flight at a time. On a cluster a
-//! script may only touch one slot, so a group is split by slot and its
-//! parts go at once, each to its shard; one room is one slot, so a room's
-//! messages stay in order there too.
+//! in queue order, and groups go out in that order on one connection (one
+//! per shard). On a cluster a script may only touch one slot, so a group
+//! is split by slot and its parts go at once, each to its shard; one room
+//! is one slot, so a room's messages stay in order there too.
 
 use super::{keys, wire};
 use crate::broadcast::BroadcastError;
@@ -20,6 +20,8 @@ use crate::redis::RedisSettings;
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
 /// Publishes waiting at once before a post waits for room in the queue.
@@ -28,6 +30,13 @@ const QUEUE: usize = 4096;
 /// The most messages one script call carries: a group keeps Redis busy for
 /// about 10 µs a message, so 128 is about a millisecond of others' waiting.
 const MAX_GROUP: usize = 128;
+
+/// Groups sent before the answer to the first: two keep Redis busy while
+/// the replica hands out one group's answers and gathers the next, and
+/// still leave the publishes that arrive meanwhile to be grouped. Their
+/// order holds: they go out on one connection (one per shard), which Redis
+/// runs in order.
+const IN_FLIGHT: usize = 2;
 
 /// One publish waiting for its group.
 pub(super) struct Post {
@@ -82,16 +91,30 @@ struct Committer {
 
 impl Committer {
     async fn run(self, mut posts: mpsc::Receiver<(Post, Reply)>) {
+        let mut in_flight = FuturesUnordered::new();
         let mut group = Vec::with_capacity(MAX_GROUP);
-        while posts.recv_many(&mut group, MAX_GROUP).await > 0 {
-            let taken = std::mem::replace(&mut group, Vec::with_capacity(MAX_GROUP));
-            if self.sharded {
-                let parts = by_slot(taken);
-                futures_util::future::join_all(parts.into_iter().map(|part| self.commit(part)))
-                    .await;
-            } else {
-                self.commit(taken).await;
+        loop {
+            tokio::select! {
+                biased;
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                taken = posts.recv_many(&mut group, MAX_GROUP), if in_flight.len() < IN_FLIGHT => {
+                    if taken == 0 {
+                        break;
+                    }
+                    let taken = std::mem::replace(&mut group, Vec::with_capacity(MAX_GROUP));
+                    in_flight.push(self.commit_group(taken));
+                }
             }
+        }
+        while in_flight.next().await.is_some() {}
+    }
+
+    async fn commit_group(&self, group: Vec<(Post, Reply)>) {
+        if self.sharded {
+            let parts = by_slot(group);
+            futures_util::future::join_all(parts.into_iter().map(|part| self.commit(part))).await;
+        } else {
+            self.commit(group).await;
         }
     }
 

@@ -19,7 +19,12 @@
 -- (`len`, so no XLEN) and remembers when the keys' expiry was last pushed
 -- back (`renewed`).
 local publish = ARGV[1]
-local now = now_micros()
+-- `now` and its decimal text: Lua 5.1 prints numbers of 16 digits with an
+-- exponent, and string.format costs Redis more than the rest of a message
+-- together, so the usual id (now) is written from TIME's own digits.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now_text = time[1] .. string.rep('0', 6 - #time[2]) .. time[2]
 
 local function append(log, meta_key, idem, channel, payload, max_len, age)
   if idem then
@@ -30,8 +35,11 @@ local function append(log, meta_key, idem, channel, payload, max_len, age)
   end
   local meta = redis.call('HMGET', meta_key, 'last', 'oldest', 'len', 'renewed')
   local last = tonumber(meta[1] or '0')
-  local id = math.max(now, last + 1)
-  local sid = string.format('%.0f', id)
+  local id, sid = now, now_text
+  if last >= now then
+    id = last + 1
+    sid = string.format('%.0f', id)
+  end
   redis.call('XADD', log, sid .. '-0', 'p', payload)
   local oldest = tonumber(meta[2])
   local len = tonumber(meta[3])
@@ -44,19 +52,20 @@ local function append(log, meta_key, idem, channel, payload, max_len, age)
   -- An idle topic's log disappears once its last message is older than the
   -- age limit (and at most half that again): the expiry is pushed back to
   -- 1.5 times the age whenever half the age has passed since it last was.
-  local renewed = tonumber(meta[4] or '0')
-  if now - renewed >= age / 2 then
+  -- (After the HSET: a new topic's meta hash exists only from there on.)
+  local renew = now - tonumber(meta[4] or '0') >= age / 2
+  if last == 0 then
+    redis.call('HSET', meta_key, 'start', sid, 'oldest', sid, 'last', sid, 'len', len,
+      'renewed', now_text)
+  elseif renew then
+    redis.call('HSET', meta_key, 'last', sid, 'len', len, 'renewed', now_text)
+  else
+    redis.call('HSET', meta_key, 'last', sid, 'len', len)
+  end
+  if renew then
     local ttl = math.ceil(age * 1.5 / 1000)
     redis.call('PEXPIRE', log, ttl)
     redis.call('PEXPIRE', meta_key, ttl)
-    renewed = now
-  end
-  if last == 0 then
-    redis.call('HSET', meta_key, 'start', sid, 'last', sid, 'oldest', sid, 'len', len,
-      'renewed', string.format('%.0f', renewed))
-  else
-    redis.call('HSET', meta_key, 'last', sid, 'len', len, 'renewed',
-      string.format('%.0f', renewed))
   end
   redis.call(publish, channel, sid .. ' ' .. payload)
   if idem then
