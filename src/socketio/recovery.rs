@@ -5,7 +5,6 @@
 //! the replicas share one, in memory when standalone; either way each
 //! session expires after the recovery window without a save or a touch.
 
-use crate::redis::RedisSettings;
 use async_trait::async_trait;
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -113,10 +112,9 @@ fn unavailable(err: Error) -> StoreError {
 }
 
 impl RedisStore {
-    pub async fn connect(redis: &RedisSettings) -> anyhow::Result<Self> {
-        let client = crate::redis::builder(redis)?.build()?;
-        crate::redis::connect(&[&client]).await;
-        Ok(Self { client })
+    /// On the door's Redis client, shared with the relay.
+    pub fn new(client: Client) -> Self {
+        Self { client }
     }
 }
 

@@ -37,18 +37,13 @@ fn key(sid: &str) -> String {
 }
 
 impl Relay {
-    pub async fn connect(
-        redis: &RedisSettings,
-        advertised: String,
-        ping_interval: Duration,
-    ) -> anyhow::Result<Self> {
-        let client = crate::redis::builder(redis)?.build()?;
-        crate::redis::connect(&[&client]).await;
-        Ok(Self {
+    /// On the door's Redis client, shared with the recovery store.
+    pub fn new(client: Client, advertised: String, ping_interval: Duration) -> Self {
+        Self {
             client,
             advertised,
             ttl: ping_interval + OWNER_TTL_SLACK,
-        })
+        }
     }
 
     /// Records this replica as the session's owner (and refreshes it).

@@ -60,9 +60,13 @@ impl SioState {
                     None => super::relay::advertised_address(listen, redis),
                 };
                 tracing::debug!(%advertised, "polling sessions are relayed to this address");
+                // One client for both: a Redis client costs a connection,
+                // a task and its buffers on every replica.
+                let client = crate::redis::builder(redis)?.build()?;
+                crate::redis::connect(&[&client]).await;
                 (
-                    Arc::new(RedisStore::connect(redis).await?),
-                    Some(Relay::connect(redis, advertised, ping_interval).await?),
+                    Arc::new(RedisStore::new(client.clone())),
+                    Some(Relay::new(client, advertised, ping_interval)),
                 )
             }
             None => (Arc::new(MemoryStore::default()), None),
