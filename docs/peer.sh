@@ -5,7 +5,8 @@
 # Redis, default runtime settings (no TOKIO_WORKER_THREADS), publishers not
 # joined. Per system: RSS of a replica at start, fan-out 1000 members x 25
 # and x 300 msg/s (RSS under load, CPU per delivery, p99), 1000 members
-# in 100 rooms of 10 at 2000 msg/s (Redis CPU per message), then one replica
+# in 100 rooms of 10 at 2000 msg/s and one room of 10 at 2000 msg/s from 3
+# publishers (p99, Redis CPU per message), then one replica
 # with 10,000 idle joined connections. rtchat is driven twice: through its
 # Socket.IO door (the peer's protocol) and natively. ~8 minutes.
 #   bash docs/peer.sh
@@ -49,6 +50,7 @@ scenarios() {
   run "$tag fanout-1000x25" ws --protocol "$protocol" --url "$url" --pid "$P" --members 1000 --publishers 5 --rate 25 --duration 10s
   run "$tag fanout-1000x300" ws --protocol "$protocol" --url "$url" --pid "$P" --members 1000 --publishers 10 --rate 300 --duration 10s
   run "$tag rooms-100x10-2000" ws --protocol "$protocol" --url "$url" --pid "$P" --redis-pid "$REDIS_PID" --members 1000 --rooms 100 --publishers 20 --rate 2000 --duration 10s
+  run "$tag room-10x2000" ws --protocol "$protocol" --url "$url" --pid "$P" --redis-pid "$REDIS_PID" --members 10 --publishers 3 --rate 2000 --duration 10s
 }
 
 systems=(rtchat peer)

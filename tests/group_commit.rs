@@ -8,6 +8,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::faults::{Fault, FaultyLink};
 use common::topology::RedisCluster;
 use common::*;
 use rtchat::broadcast::{self, Broadcast, BroadcastError, From, HistoryPolicy};
@@ -214,4 +215,35 @@ async fn a_new_rooms_log_and_meta_hash_expire_from_the_first_message() {
         let ttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
         assert!(ttl > 0, "{key} expires (PTTL {ttl})");
     }
+}
+
+/// A poster that goes away while its publish is on its way (a server API
+/// client hanging up) does not take its call slot with it: publishes after
+/// it still go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posters_that_go_away_mid_publish_leave_nothing_stuck() {
+    let redis = Redis::start();
+    let link = FaultyLink::to_redis(redis.port).await;
+    let log = log(link.url()).await;
+    log.publish("warm-up", Bytes::from(WARM_UP)).await.unwrap();
+    // Redis out of reach: the first posts take every call slot and hang
+    // there, the others wait behind them; then every poster gives up.
+    link.set(Fault::Blackhole);
+    let posts = (0..6).map(|n| {
+        let log = log.clone();
+        async move {
+            let body = Bytes::from(format!("given up {n}"));
+            tokio::time::timeout(Duration::from_millis(300), log.publish("gone", body)).await
+        }
+    });
+    let given_up = futures_util::future::join_all(posts).await;
+    assert!(given_up.iter().all(Result::is_err), "{given_up:?}");
+    link.heal();
+    let after = tokio::time::timeout(
+        Duration::from_secs(10),
+        log.publish("gone", Bytes::from("after")),
+    )
+    .await
+    .expect("a publish after abandoned ones is answered");
+    assert!(after.is_ok(), "{after:?}");
 }

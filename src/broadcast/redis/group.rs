@@ -1,18 +1,20 @@
-//! Group commit of publishes. Every publish of a replica (its sockets', the
-//! server API's, grpc-server's posts) goes through one queue; a task sends
-//! what it finds there as one script call (publish.lua), with at most
-//! [`IN_FLIGHT`] groups unanswered. At light load a group is one publish
-//! sent at once, so nothing waits; under load, what arrived while groups
-//! were in flight goes together, and Redis reads one command, runs one
-//! script and writes one reply (and one write per subscriber) for many
-//! messages: its per-command floor is shared instead of paid per message.
+//! Group commit of publishes. A publish that finds fewer than
+//! [`IN_FLIGHT`] script calls of its replica unanswered goes to Redis at
+//! once, from the poster's own task, so at light load nothing waits and
+//! nothing is handed between tasks. One that finds them all busy waits in
+//! a queue, and when a call is answered, whatever waits there goes as the
+//! next call, together: Redis reads one command, runs one script
+//! (publish.lua) and writes one reply (and one write per subscriber) for
+//! many messages, so its per-command floor is shared instead of paid per
+//! message. Every publish of the replica (its sockets', the server API's,
+//! grpc-server's posts) shares the queue.
 //!
-//! Each publish keeps its own id, idempotency key and answer, and order is
-//! kept: the queue is first in, first out, a group's messages are appended
-//! in queue order, and groups go out in that order on one connection (one
-//! per shard). On a cluster a script may only touch one slot, so a group
-//! is split by slot and its parts go at once, each to its shard; one room
-//! is one slot, so a room's messages stay in order there too.
+//! Each publish keeps its own id, idempotency key and answer. A poster
+//! posts one message at a time (each door waits for a post's answer before
+//! it reads the next), so its messages reach the log in the order posted;
+//! the queue is first in, first out, and a group's messages are appended
+//! in queue order. On a cluster a script may only touch one slot, so a
+//! group is split by slot and its parts go at once, each to its shard.
 
 use super::{keys, wire};
 use crate::broadcast::BroadcastError;
@@ -20,22 +22,20 @@ use crate::redis::RedisSettings;
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
-use tokio::sync::{mpsc, oneshot};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Semaphore, oneshot};
 
-/// Publishes waiting at once before a post waits for room in the queue.
+/// Publishes of one replica unanswered at once before a poster waits.
 const QUEUE: usize = 4096;
 
 /// The most messages one script call carries: a group keeps Redis busy for
 /// about 10 µs a message, so 128 is about a millisecond of others' waiting.
 const MAX_GROUP: usize = 128;
 
-/// Groups sent before the answer to the first: two keep Redis busy while
-/// the replica hands out one group's answers and gathers the next, and
-/// still leave the publishes that arrive meanwhile to be grouped. Their
-/// order holds: they go out on one connection (one per shard), which Redis
-/// runs in order.
+/// Script calls of one replica unanswered at once: two keep Redis busy
+/// while the replica hands out one call's answers and gathers the next
+/// group, and still leave what arrives meanwhile to be grouped.
 const IN_FLIGHT: usize = 2;
 
 /// One publish waiting for its group.
@@ -51,34 +51,96 @@ pub(super) struct Post {
 
 type Reply = oneshot::Sender<Result<u64, BroadcastError>>;
 
-/// Where publishes are queued; the committing task ends with the last one.
 #[derive(Clone)]
-pub(super) struct Publisher {
-    queue: mpsc::Sender<(Post, Reply)>,
+pub(super) struct Publisher(Arc<Shared>);
+
+struct Shared {
+    committer: Committer,
+    /// Publishes unanswered, bounded: a poster waits for room.
+    room: Semaphore,
+    state: Mutex<State>,
+}
+
+/// Invariant: something waits only while every call slot is taken, and the
+/// call that frees a slot takes the waiting group instead.
+#[derive(Default)]
+struct State {
+    in_flight: usize,
+    waiting: VecDeque<(Post, Reply)>,
 }
 
 impl Publisher {
-    pub fn spawn(client: Client, settings: RedisSettings, sharded: bool) -> Self {
-        let (queue, posts) = mpsc::channel(QUEUE);
-        let committer = Committer {
-            client,
-            settings,
-            sharded,
-            script: Script::from_lua(super::PUBLISH_LUA),
-        };
-        tokio::spawn(committer.run(posts));
-        Self { queue }
+    pub fn new(client: Client, settings: RedisSettings, sharded: bool) -> Self {
+        Self(Arc::new(Shared {
+            committer: Committer {
+                client,
+                settings,
+                sharded,
+                script: Script::from_lua(super::PUBLISH_LUA),
+            },
+            room: Semaphore::new(QUEUE),
+            state: Mutex::new(State::default()),
+        }))
     }
 
-    /// Queues one publish and waits for its id.
+    /// Stores one publish and answers its id.
     pub async fn publish(&self, post: Post) -> Result<u64, BroadcastError> {
+        let _room = self.0.room.acquire().await.expect("never closed");
         let (reply, answer) = oneshot::channel();
-        let stopped = || BroadcastError::Unavailable("the publisher has stopped".into());
-        self.queue
-            .send((post, reply))
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let direct = {
+            let mut state = self.0.state.lock().expect("never poisoned");
+            if state.in_flight < IN_FLIGHT {
+                state.in_flight += 1;
+                Some((post, reply))
+            } else {
+                state.waiting.push_back((post, reply));
+                None
+            }
+        };
+        if let Some(post) = direct {
+            let _slot = Slot(self.0.clone());
+            self.0.committer.commit_group(vec![post]).await;
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(BroadcastError::Unavailable(
+                "the publish was dropped".into(),
+            ))
+        })
+    }
+}
+
+/// A call slot held by a poster: handed on when its call is answered, and
+/// also when the poster is dropped first (a server API client that hung
+/// up), else the slot would be lost and posts would wait for good.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.clone().next_group();
+    }
+}
+
+impl Shared {
+    /// A call was answered: its slot takes what waits, in a task of its
+    /// own (the poster whose call it was has its answer already), or is
+    /// freed.
+    fn next_group(self: Arc<Self>) {
+        let group: Vec<_> = {
+            let mut state = self.state.lock().expect("never poisoned");
+            if state.waiting.is_empty() {
+                state.in_flight -= 1;
+                return;
+            }
+            let n = state.waiting.len().min(MAX_GROUP);
+            state.waiting.drain(..n).collect()
+        };
+        // (No runtime: it is shutting down, and the waiting posts with it.)
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let slot = Slot(self);
+                slot.0.committer.commit_group(group).await;
+            });
+        }
     }
 }
 
@@ -90,25 +152,6 @@ struct Committer {
 }
 
 impl Committer {
-    async fn run(self, mut posts: mpsc::Receiver<(Post, Reply)>) {
-        let mut in_flight = FuturesUnordered::new();
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        loop {
-            tokio::select! {
-                biased;
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                taken = posts.recv_many(&mut group, MAX_GROUP), if in_flight.len() < IN_FLIGHT => {
-                    if taken == 0 {
-                        break;
-                    }
-                    let taken = std::mem::replace(&mut group, Vec::with_capacity(MAX_GROUP));
-                    in_flight.push(self.commit_group(taken));
-                }
-            }
-        }
-        while in_flight.next().await.is_some() {}
-    }
-
     async fn commit_group(&self, group: Vec<(Post, Reply)>) {
         if self.sharded {
             let parts = by_slot(group);

@@ -94,7 +94,7 @@ impl RedisBroadcast {
         let tasks = tokio_util::sync::CancellationToken::new();
         probe::spawn_prober(client.clone(), commands_work.clone(), tasks.clone());
 
-        let publisher = group::Publisher::spawn(client.clone(), redis.clone(), redis.is_cluster());
+        let publisher = group::Publisher::new(client.clone(), redis.clone(), redis.is_cluster());
         let this = Self {
             client,
             subscriber,
