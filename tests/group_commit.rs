@@ -102,17 +102,23 @@ async fn check_logs(log: &Arc<dyn Broadcast>, answers: &[Vec<(String, u64, Bytes
     }
 }
 
+/// Posts concurrently, then checks that the posts shared script calls on
+/// `nodes` and that ids, order and logs hold.
+async fn post_in_groups_and_check(log: &Arc<dyn Broadcast>, nodes: &[&Redis]) {
+    let before = script_calls(nodes);
+    let answers = post_concurrently(log).await;
+    let calls = script_calls(nodes) - before;
+    let posts = (POSTERS * POSTS_EACH) as u64;
+    assert!(calls < posts, "{calls} script calls for {posts} publishes");
+    check_logs(log, &answers).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishes_share_script_calls_and_keep_ids_and_order() {
     let redis = Redis::start();
     let log = log(redis.url()).await;
     log.publish("warm-up", Bytes::from(WARM_UP)).await.unwrap();
-    let before = script_calls(&[&redis]);
-    let answers = post_concurrently(&log).await;
-    let calls = script_calls(&[&redis]) - before;
-    let posts = (POSTERS * POSTS_EACH) as u64;
-    assert!(calls < posts, "{calls} script calls for {posts} publishes");
-    check_logs(&log, &answers).await;
+    post_in_groups_and_check(&log, &[&redis]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,12 +131,7 @@ async fn on_a_cluster_groups_split_by_slot_and_keep_ids_and_order() {
             .unwrap();
     }
     let nodes: Vec<&Redis> = cluster.nodes.iter().collect();
-    let before = script_calls(&nodes);
-    let answers = post_concurrently(&log).await;
-    let calls = script_calls(&nodes) - before;
-    let posts = (POSTERS * POSTS_EACH) as u64;
-    assert!(calls < posts, "{calls} script calls for {posts} publishes");
-    check_logs(&log, &answers).await;
+    post_in_groups_and_check(&log, &nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
