@@ -26,7 +26,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, oneshot};
 
-/// Publishes of one replica unanswered at once before a poster waits.
+/// Publishes of one replica queued or on their way at once before a
+/// poster waits for room (a post given up by its poster still counts until
+/// it is sent).
 const QUEUE: usize = 4096;
 
 /// The most messages one script call carries: a group keeps Redis busy for
@@ -59,7 +61,8 @@ pub(super) struct Publisher(Arc<Shared>);
 
 struct Shared {
     committer: Committer,
-    /// Publishes unanswered, bounded: a poster waits for room.
+    /// One permit per publish queued or on its way, given back when its
+    /// call is over.
     room: Semaphore,
     state: Mutex<State>,
 }
@@ -88,7 +91,7 @@ impl Publisher {
 
     /// Stores one publish and answers its id.
     pub async fn publish(&self, post: Post) -> Result<u64, BroadcastError> {
-        let _room = self.0.room.acquire().await.expect("never closed");
+        self.0.room.acquire().await.expect("never closed").forget();
         let (reply, answer) = oneshot::channel();
         let direct = {
             let mut state = self.0.state.lock().expect("never poisoned");
@@ -101,7 +104,10 @@ impl Publisher {
             }
         };
         if let Some(post) = direct {
-            let _slot = Slot(self.0.clone());
+            let _slot = Slot {
+                shared: self.0.clone(),
+                carried: 1,
+            };
             self.0.committer.commit_group(vec![post]).await;
         }
         answer.await.unwrap_or_else(|_| {
@@ -112,14 +118,19 @@ impl Publisher {
     }
 }
 
-/// A call slot held by a poster: handed on when its call is answered, and
-/// also when the poster is dropped first (a server API client that hung
-/// up), else the slot would be lost and posts would wait for good.
-struct Slot(Arc<Shared>);
+/// A call slot and the room of the posts its call carries: handed on when
+/// the call is over, and also when its poster is dropped first (a server
+/// API client that hung up), else the slot would be lost and posts would
+/// wait for good.
+struct Slot {
+    shared: Arc<Shared>,
+    carried: usize,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.clone().next_group();
+        self.shared.room.add_permits(self.carried);
+        self.shared.clone().next_group();
     }
 }
 
@@ -140,8 +151,11 @@ impl Shared {
         // (No runtime: it is shutting down, and the waiting posts with it.)
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let slot = Slot(self);
-                slot.0.committer.commit_group(group).await;
+                let slot = Slot {
+                    carried: group.len(),
+                    shared: self,
+                };
+                slot.shared.committer.commit_group(group).await;
             });
         }
     }
