@@ -19,12 +19,22 @@
 -- (`len`, so no XLEN) and remembers when the keys' expiry was last pushed
 -- back (`renewed`).
 local publish = ARGV[1]
--- `now` and its decimal text: Lua 5.1 prints numbers of 16 digits with an
--- exponent, and string.format costs Redis more than the rest of a message
--- together, so the usual id (now) is written from TIME's own digits.
+-- The group's messages are stamped now, now + 1 µs, ... in order, so that
+-- on one Redis no two messages share an id even across rooms (as when each
+-- message had a script call, and a TIME, of its own): the group takes
+-- longer than a microsecond a message, so the next group's TIME is past
+-- them. A stamp's text is written from TIME's digits: Lua 5.1 prints
+-- numbers of 16 digits with an exponent, and string.format cost Redis a
+-- tenth of a message.
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local now_text = time[1] .. string.rep('0', 6 - #time[2]) .. time[2]
+local seconds, micros = tonumber(time[1]), tonumber(time[2])
+local now = seconds * 1000000 + micros
+local stamped = 0
+local function stamp_text(offset)
+  local u = micros + offset
+  local text = tostring(u % 1000000)
+  return tostring(seconds + math.floor(u / 1000000)) .. string.rep('0', 6 - #text) .. text
+end
 
 local function append(log, meta_key, idem, channel, payload, max_len, age)
   if idem then
@@ -35,10 +45,14 @@ local function append(log, meta_key, idem, channel, payload, max_len, age)
   end
   local meta = redis.call('HMGET', meta_key, 'last', 'oldest', 'len', 'renewed')
   local last = tonumber(meta[1] or '0')
-  local id, sid = now, now_text
-  if last >= now then
+  local offset = stamped
+  stamped = stamped + 1
+  local id, sid = now + offset, nil
+  if last >= id then
     id = last + 1
     sid = string.format('%.0f', id)
+  else
+    sid = stamp_text(offset)
   end
   redis.call('XADD', log, sid .. '-0', 'p', payload)
   local oldest = tonumber(meta[2])
@@ -56,9 +70,9 @@ local function append(log, meta_key, idem, channel, payload, max_len, age)
   local renew = now - tonumber(meta[4] or '0') >= age / 2
   if last == 0 then
     redis.call('HSET', meta_key, 'start', sid, 'oldest', sid, 'last', sid, 'len', len,
-      'renewed', now_text)
+      'renewed', stamp_text(0))
   elseif renew then
-    redis.call('HSET', meta_key, 'last', sid, 'len', len, 'renewed', now_text)
+    redis.call('HSET', meta_key, 'last', sid, 'len', len, 'renewed', stamp_text(0))
   else
     redis.call('HSET', meta_key, 'last', sid, 'len', len)
   end
