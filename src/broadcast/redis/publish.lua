@@ -1,9 +1,9 @@
 -- Appends a group of payloads to their topics' logs and publishes each,
 -- atomically and in the given order: Redis runs a script alone, so log
--- order and publish order cannot differ. A replica sends what its
--- connections posted while its previous group was in flight as one group
--- (see group.rs): one command, one reply and one write to each subscriber
--- instead of one of each per message.
+-- order and publish order cannot differ. A replica sends what its posters
+-- sent while all its calls were on their way as one group (see group.rs):
+-- one command, one reply and one write to each subscriber instead of one
+-- of each per message.
 -- ARGV[1] PUBLISH, or SPUBLISH on a cluster (where every key and channel of
 -- a group shares one slot), then five values per message: channel,
 -- payload, max length, max age (us), and 1 when it has an idempotency key.
