@@ -182,11 +182,7 @@ impl Committer {
     async fn commit(&self, posts: Vec<(Post, Reply)>) {
         let mut keys = Vec::with_capacity(posts.len() * 3);
         let mut args = Vec::with_capacity(1 + posts.len() * 5);
-        args.push(Value::from(if self.sharded {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
-        }));
+        args.push(Value::from(super::publish_command(self.sharded)));
         for (post, _) in &posts {
             keys.extend(keys::log(&post.topic));
             if let Some(key) = &post.idempotency_key {
@@ -216,7 +212,7 @@ impl Committer {
                 ));
                 vec![Err(err); posts.len()]
             }
-            Err(err) => vec![Err(BroadcastError::Unavailable(err.to_string())); posts.len()],
+            Err(err) => vec![Err(super::unavailable(err)); posts.len()],
         };
         // One WAIT covers every write of the group before it (same shard).
         let waited = if answers.iter().any(Result::is_ok) {

@@ -79,6 +79,11 @@ fn unavailable(err: Error) -> BroadcastError {
     BroadcastError::Unavailable(err.to_string())
 }
 
+/// PUBLISH, or SPUBLISH on a cluster (the channel shares its room's slot).
+fn publish_command(sharded: bool) -> &'static str {
+    if sharded { "SPUBLISH" } else { "PUBLISH" }
+}
+
 impl RedisBroadcast {
     pub async fn connect(
         redis: &RedisSettings,
@@ -152,7 +157,7 @@ impl RedisBroadcast {
 
     /// What the scripts publish with.
     pub(super) fn publish_command(&self) -> &'static str {
-        if self.sharded { "SPUBLISH" } else { "PUBLISH" }
+        publish_command(self.sharded)
     }
 
     /// The topic's history bounds as the log scripts take them: its
