@@ -13,6 +13,8 @@
 //! - [`door`]: what every chat door shares.
 //! - [`hub`]: a replica's rooms: sessions over a backend (publish, history,
 //!   presence, commands), and the rules of a room for every front end.
+//! - [`webhooks`]: events (joins, leaves, sessions, messages, user
+//!   changes) queued and POSTed to the application's backend.
 //! - [`gate`]: what a connection must do before any server serves it; rate
 //!   bounds; origins.
 //! - [`broadcast`]: the ordered publish/subscribe log and presence both
@@ -40,4 +42,5 @@ pub mod process;
 pub mod redis;
 pub mod shutdown;
 pub mod socketio;
+pub mod webhooks;
 pub mod ws;

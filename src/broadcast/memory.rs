@@ -1,10 +1,10 @@
 //! In-process broadcast for a standalone server: the log lives in memory and
 //! every publish is delivered straight to this process.
 
-use super::presence::{PresenceMap, Removed};
+use super::presence::{PresenceMap, Removed, Watcher};
 use super::{
-    Broadcast, BroadcastError, Deliver, Envelope, From, Histories, Kind, Presence, Replay,
-    now_micros,
+    Broadcast, BroadcastError, Change, Deliver, Envelope, From, Histories, Kind, LeaveReason,
+    Presence, PresenceWatch, Replay, now_micros,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,6 +24,7 @@ pub struct MemoryBroadcast {
     topics: Mutex<HashMap<Arc<str>, Log>>,
     /// Topic to member to info. Held across delivery for the same reason.
     presence: PresenceMap,
+    watcher: Watcher,
     resumed: tokio::sync::watch::Sender<u64>,
     /// The one replica's report of itself.
     report: Mutex<Option<Bytes>>,
@@ -50,6 +51,7 @@ impl MemoryBroadcast {
             deliver,
             topics: Mutex::new(HashMap::new()),
             presence: PresenceMap::default(),
+            watcher: Watcher::default(),
             resumed: tokio::sync::watch::Sender::new(0),
             report: Mutex::new(None),
         }
@@ -217,6 +219,7 @@ impl Presence for MemoryBroadcast {
         info: Bytes,
     ) -> Result<(), BroadcastError> {
         if self.presence.add(topic, member, info.clone()) {
+            self.watcher.tell(topic, &info, Change::Joined);
             (self.deliver)(Envelope {
                 topic: Arc::from(topic),
                 kind: Kind::Joined,
@@ -226,8 +229,14 @@ impl Presence for MemoryBroadcast {
         Ok(())
     }
 
-    async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
+    async fn presence_remove(
+        &self,
+        topic: &str,
+        member: &str,
+        reason: LeaveReason,
+    ) -> Result<(), BroadcastError> {
         if let Removed::Gone(info) = self.presence.remove(topic, member) {
+            self.watcher.tell(topic, &info, Change::Left(reason));
             (self.deliver)(Envelope {
                 topic: Arc::from(topic),
                 kind: Kind::Left,
@@ -235,6 +244,10 @@ impl Presence for MemoryBroadcast {
             });
         }
         Ok(())
+    }
+
+    fn set_watch(&self, watch: PresenceWatch) {
+        self.watcher.set(watch);
     }
 
     async fn presence(&self, topic: &str) -> Result<Vec<Bytes>, BroadcastError> {

@@ -175,6 +175,41 @@ pub trait Broadcast: Send + Sync + 'static {
     fn resumed(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
+/// Why a member left a topic's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// It asked to leave.
+    Left,
+    /// Its session ended (or, after an outage of Redis, its leave was
+    /// found missing).
+    Disconnected,
+    /// The replica holding it died; another replica noticed.
+    ReplicaDied,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Disconnected => "disconnected",
+            Self::ReplicaDied => "replica_died",
+        }
+    }
+}
+
+/// A change of a topic's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Joined,
+    Left(LeaveReason),
+}
+
+/// Told of each change this process made to the shared presence (topic,
+/// member info, change): each change is made, and so told, by exactly one
+/// process, the dead replicas' leaves included. It runs on the caller's
+/// task, so it must not block or await.
+pub type PresenceWatch = Arc<dyn Fn(&str, &Bytes, Change) + Send + Sync>;
+
 /// Who is in a topic, on every replica, and which replicas there are.
 /// Changes of a topic's members are delivered to the
 /// topic's subscribers as [`Kind::Joined`] / [`Kind::Left`] envelopes
@@ -192,7 +227,15 @@ pub trait Presence: Send + Sync + 'static {
 
     /// Takes `member` out of the topic's presence; if it was there, every
     /// subscriber gets a [`Kind::Left`] with its info.
-    async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError>;
+    async fn presence_remove(
+        &self,
+        topic: &str,
+        member: &str,
+        reason: LeaveReason,
+    ) -> Result<(), BroadcastError>;
+
+    /// Tells `watch` of every change this process makes from now on.
+    fn set_watch(&self, watch: PresenceWatch);
 
     /// Infos of the topic's present members, on every replica. Members of
     /// replicas that died without saying goodbye are dropped (and announced

@@ -6,9 +6,27 @@
 //! process (two tabs; a Socket.IO session recovered here before its old
 //! one timed out): the entry stays until the last of them leaves.
 
+use super::{Change, PresenceWatch};
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+/// Where a presence tells its changes, once set.
+#[derive(Default)]
+pub struct Watcher(OnceLock<PresenceWatch>);
+
+impl Watcher {
+    /// Only the first watch is kept: a process has one.
+    pub fn set(&self, watch: PresenceWatch) {
+        let _ = self.0.set(watch);
+    }
+
+    pub fn tell(&self, topic: &str, info: &Bytes, change: Change) {
+        if let Some(watch) = self.0.get() {
+            watch(topic, info, change);
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct PresenceMap {

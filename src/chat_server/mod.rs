@@ -59,6 +59,8 @@ pub struct Settings {
     pub rebalance: Option<RebalanceSettings>,
     /// `Some`: the server API is on, behind this key.
     pub api_key: Option<ApiKey>,
+    /// `None`: no webhooks.
+    pub webhooks: Option<crate::webhooks::WebhookSettings>,
 }
 
 /// The routes: each front end's handlers take only their own sub-state.
@@ -104,8 +106,20 @@ pub async fn run(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
-    let hub = Hub::connect(settings.hub.clone(), settings.redis.as_ref(), metrics).await?;
+    let webhooks = crate::webhooks::Webhooks::start(
+        settings.webhooks.clone(),
+        settings.redis.as_ref(),
+        &settings.hub.rooms.server_id,
+    )
+    .await?;
+    let metrics = Arc::new(Metrics::with(|registry| webhooks.register(registry)));
+    let hub = Hub::connect(
+        settings.hub.clone(),
+        settings.redis.as_ref(),
+        metrics,
+        webhooks.clone(),
+    )
+    .await?;
     let gate = crate::gate::Gate::new(settings.gate.clone());
     // `stop` closes what is left at once; `draining` starts the drain.
     let stop = CancellationToken::new();
@@ -169,6 +183,8 @@ pub async fn run(
             "shutdown timeout; dropping remaining connections"
         );
     }
+    // Every session has left its rooms: their events are emitted.
+    webhooks.close(CLOSE_GRACE).await;
     tracing::info!("ws-server stopped");
     Ok(())
 }

@@ -16,11 +16,13 @@ pub(crate) mod auth;
 pub(crate) mod gate;
 pub(crate) mod limits;
 pub(crate) mod rooms;
+pub(crate) mod webhooks;
 
 pub use auth::{AuthArgs, TokenArgs};
 pub use gate::GateArgs;
 pub use limits::LimitArgs;
 pub use rooms::RoomArgs;
+pub use webhooks::WebhookArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,6 +129,9 @@ pub struct WsServerArgs {
 
     #[command(flatten)]
     pub rooms: RoomArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 
     /// The longest a drain (SIGTERM, or the server API's drain) may take:
     /// sockets still open then are closed at once. Keep it above
@@ -248,6 +253,7 @@ impl WsServerArgs {
                 },
             ),
             api_key: self.api_key()?,
+            webhooks: self.webhooks.settings()?,
         })
     }
 
@@ -287,6 +293,9 @@ pub struct GrpcServerArgs {
 
     #[command(flatten)]
     pub gate: GateArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 
     /// Require `authorization: Bearer <token>` on UserService calls
     /// (health and reflection stay open).
@@ -348,6 +357,7 @@ impl GrpcServerArgs {
             concurrency_limit: self.concurrency_limit,
             keepalive_interval: self.keepalive_interval,
             shutdown_timeout: self.shutdown_timeout,
+            webhooks: self.webhooks.settings()?,
         })
     }
 }

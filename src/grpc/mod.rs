@@ -77,6 +77,8 @@ pub struct Settings {
     pub keepalive_interval: Duration,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_timeout: Duration,
+    /// `None`: no webhooks.
+    pub webhooks: Option<crate::webhooks::WebhookSettings>,
 }
 
 pub async fn run(
@@ -97,11 +99,15 @@ pub async fn run(
         Histories::from(settings.rooms.history).with(updates::UPDATES_TOPIC, UPDATE_HISTORY);
     let (broker, presence) =
         broadcast::connect_presence_reader(redis.as_ref(), histories, updates.deliverer()).await?;
+    let webhooks =
+        crate::webhooks::Webhooks::start(settings.webhooks.clone(), redis.as_ref(), &settings.id)
+            .await?;
     let rooms = Arc::new(Backend::new(
         settings.rooms.clone(),
         broker.clone(),
         presence,
         Arc::new(crate::hub::metrics::Metrics::new()),
+        webhooks.clone(),
     ));
     // One subscription serves every local stream.
     updates.spawn(broker.clone(), shutdown.clone());
@@ -179,6 +185,7 @@ pub async fn run(
             tokio::time::sleep(settings.shutdown_timeout).await;
         } => tracing::warn!("shutdown timeout; dropping remaining calls"),
     }
+    webhooks.close(Duration::from_secs(2)).await;
     tracing::info!("grpc-server stopped");
     Ok(())
 }

@@ -29,6 +29,8 @@ const LIST_PAGE: usize = 256;
 /// Users queued per ListUsers stream ahead of the client.
 const LIST_QUEUE: usize = 64;
 
+use crate::webhooks::EventType;
+
 pub struct UserService {
     store: Arc<dyn UserStore>,
     broker: Arc<dyn Broadcast>,
@@ -71,6 +73,20 @@ impl UserService {
         if let Err(err) = super::users_room::post(&self.rooms, action, user).await {
             tracing::warn!(%err, action, id = user.id, "could not post a user change to room users");
         }
+        let kind = match action {
+            "created" => EventType::UserCreated,
+            "updated" => EventType::UserUpdated,
+            _ => EventType::UserDeleted,
+        };
+        let data = serde_json::json!({
+            "id": user.id,
+            "name": user.name,
+            "email": user.email,
+            "created_at": user.created_at,
+        });
+        // Keyed by the user: one user's changes arrive in order.
+        let key = format!("user:{}", user.id);
+        self.rooms.webhooks().emit_value(kind, &key, &data);
     }
 }
 

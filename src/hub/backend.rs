@@ -9,7 +9,8 @@ use super::metrics::Metrics;
 use super::rules::RoomRules;
 use super::wire::MessageBody;
 use super::{DisplayName, HubError, RoomName};
-use crate::broadcast::{Broadcast, From, HistoryPolicy, Presence};
+use crate::broadcast::{Broadcast, Change, From, HistoryPolicy, Presence, PresenceWatch};
+use crate::webhooks::{EventType, Webhooks, event::with_fields};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -116,21 +117,32 @@ pub struct Backend {
     pub(super) log: Arc<dyn Broadcast>,
     pub(super) presence: Arc<dyn Presence>,
     metrics: Arc<Metrics>,
+    pub(super) webhooks: Arc<Webhooks>,
 }
 
 impl Backend {
+    /// Rooms over the log and presence; the members' joins and leaves that
+    /// this process makes (the dead replicas' it sweeps included) go to
+    /// `webhooks`.
     pub fn new(
         settings: RoomSettings,
         log: Arc<dyn Broadcast>,
         presence: Arc<dyn Presence>,
         metrics: Arc<Metrics>,
+        webhooks: Arc<Webhooks>,
     ) -> Self {
+        presence.set_watch(member_events(&webhooks));
         Self {
             settings,
             log,
             presence,
             metrics,
+            webhooks,
         }
+    }
+
+    pub fn webhooks(&self) -> &Arc<Webhooks> {
+        &self.webhooks
     }
 
     pub fn settings(&self) -> &RoomSettings {
@@ -189,14 +201,18 @@ impl Backend {
             Some(key) => {
                 let scope = if author.backend { "api" } else { "client" };
                 let key = format!("{scope}:{key}");
-                self.log.publish_once(&topic, &key, payload).await?
+                self.log.publish_once(&topic, &key, payload.clone()).await?
             }
-            None => self.log.publish(&topic, payload).await?,
+            None => self.log.publish(&topic, payload.clone()).await?,
         };
         self.metrics
             .publish_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.messages_in.inc();
+        if self.webhooks.wants(EventType::Message) {
+            let data = with_fields(&serde_json::json!({ "id": id }), &payload);
+            self.webhooks.emit(EventType::Message, room.as_str(), &data);
+        }
         Ok(id)
     }
 
@@ -264,4 +280,26 @@ impl Backend {
         self.log.publish(CONTROL_TOPIC, payload.into()).await?;
         Ok(())
     }
+}
+
+/// `member_joined` / `member_left` of rooms, from the presence changes
+/// this process makes: data is the member's info with the room first
+/// (and, for a leave, why).
+fn member_events(webhooks: &Arc<Webhooks>) -> PresenceWatch {
+    let webhooks = webhooks.clone();
+    Arc::new(move |topic, info, change| {
+        let Some(room) = topic.strip_prefix(TOPIC_PREFIX) else {
+            return;
+        };
+        let (kind, fields) = match change {
+            Change::Joined => (EventType::MemberJoined, serde_json::json!({ "room": room })),
+            Change::Left(reason) => (
+                EventType::MemberLeft,
+                serde_json::json!({ "room": room, "reason": reason.as_str() }),
+            ),
+        };
+        if webhooks.wants(kind) {
+            webhooks.emit(kind, room, &with_fields(&fields, info));
+        }
+    })
 }

@@ -48,15 +48,20 @@ impl Connected {
             .push((session, mailbox));
     }
 
-    /// Forgets a session; a second call for the same one does nothing.
-    pub fn remove(&self, user: &str, session: u64) {
+    /// Forgets a session; a second call for the same one does nothing and
+    /// returns false.
+    pub fn remove(&self, user: &str, session: u64) -> bool {
         let mut users = self.lock();
-        if let Some(sessions) = users.get_mut(user) {
-            sessions.retain(|(id, _)| *id != session);
-            if sessions.is_empty() {
-                users.remove(user);
-            }
+        let Some(sessions) = users.get_mut(user) else {
+            return false;
+        };
+        let before = sessions.len();
+        sessions.retain(|(id, _)| *id != session);
+        let removed = sessions.len() < before;
+        if sessions.is_empty() {
+            users.remove(user);
         }
+        removed
     }
 
     /// Runs a command that came over the control topic.

@@ -31,7 +31,14 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// The replica's metrics and whatever `more` registers beside them
+    /// (the webhooks').
+    pub fn with(more: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::with_prefix("rtchat");
+        more(&mut registry);
         let connections = Gauge::default();
         let rooms = Gauge::default();
         let messages_in = Counter::default();

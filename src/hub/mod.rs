@@ -45,8 +45,9 @@ pub use names::{DisplayName, NameError, RoomName};
 pub use rules::{RoomRules, USERS_ROOM};
 pub use session::Session;
 
-use crate::broadcast::{self, Broadcast, From, Presence};
+use crate::broadcast::{self, Broadcast, From, LeaveReason, Presence};
 use crate::redis::RedisSettings;
+use crate::webhooks::{EventType, Webhooks, event::with_fields};
 use backend::{CONTROL_TOPIC, topic};
 use bytes::Bytes;
 use local::{Local, Stats};
@@ -122,12 +123,13 @@ impl Hub {
         settings: HubSettings,
         redis: Option<&RedisSettings>,
         metrics: Arc<Metrics>,
+        webhooks: Arc<Webhooks>,
     ) -> anyhow::Result<Arc<Self>> {
         let local = Local::new(metrics.clone(), settings.rooms.server_id.clone());
         let (log, presence) =
             broadcast::connect_with_presence(redis, settings.rooms.history, local.deliverer())
                 .await?;
-        Ok(Self::new(settings, local, log, presence, metrics))
+        Ok(Self::new(settings, local, log, presence, metrics, webhooks))
     }
 
     /// A hub over backends built by the caller, which must deliver to
@@ -138,9 +140,10 @@ impl Hub {
         log: Arc<dyn Broadcast>,
         presence: Arc<dyn Presence>,
         metrics: Arc<Metrics>,
+        webhooks: Arc<Webhooks>,
     ) -> Arc<Self> {
         let hub = Arc::new(Self {
-            backend: Backend::new(settings.rooms, log, presence, metrics),
+            backend: Backend::new(settings.rooms, log, presence, metrics, webhooks),
             max_rooms: settings.max_rooms,
             send_queue: settings.send_queue,
             local,
@@ -173,6 +176,7 @@ impl Hub {
             too_slow: CancellationToken::new(),
         };
         self.local.connected.add(&user, id, mailbox.clone());
+        self.session_event(EventType::UserConnected, &user, id, &info);
         let session = Session {
             id,
             user: user.into_boxed_str(),
@@ -283,7 +287,7 @@ impl Hub {
     pub async fn leave(&self, session: &mut Session, room: &str) -> bool {
         match session.rooms.remove(room) {
             Some(name) => {
-                self.forget(session, &name).await;
+                self.forget(session, &name, LeaveReason::Left).await;
                 true
             }
             None => false,
@@ -292,17 +296,36 @@ impl Hub {
 
     /// Leaves every room, as a session ends; a disconnect no longer finds it.
     pub async fn leave_all(&self, session: &mut Session) {
-        self.local.connected.remove(&session.user, session.id);
+        let ended = self.local.connected.remove(&session.user, session.id);
         for room in session.rooms.take_all() {
-            self.forget(session, &room).await;
+            self.forget(session, &room, LeaveReason::Disconnected).await;
+        }
+        if ended {
+            let (user, id) = (&session.user, session.id);
+            self.session_event(EventType::UserDisconnected, user, id, &session.info);
+        }
+    }
+
+    /// `user_connected` / `user_disconnected`: the member info with the
+    /// session's id on this replica (several sessions of one user may be
+    /// open at once, on several replicas).
+    fn session_event(&self, kind: EventType, user: &str, session: u64, info: &[u8]) {
+        let webhooks = self.webhooks();
+        if webhooks.wants(kind) {
+            let fields = serde_json::json!({ "session": session });
+            webhooks.emit(kind, user, &with_fields(&fields, info));
         }
     }
 
     /// Undoes a join: local membership, subscription and presence.
-    async fn forget(&self, session: &Session, room: &RoomName) {
+    async fn forget(&self, session: &Session, room: &RoomName, reason: LeaveReason) {
         let topic = topic(room);
         self.local.rooms.leave(room, session.id);
-        if let Err(err) = self.presence.presence_remove(&topic, &session.user).await {
+        if let Err(err) = self
+            .presence
+            .presence_remove(&topic, &session.user, reason)
+            .await
+        {
             tracing::debug!(%err, %room, "could not announce leaving");
         }
         self.log.unsubscribe(&topic).await;

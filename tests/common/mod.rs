@@ -23,6 +23,7 @@ pub mod nginx;
 pub mod original;
 pub mod process;
 pub mod python;
+pub mod receiver;
 pub mod redis;
 pub mod socketio;
 pub mod swarm;

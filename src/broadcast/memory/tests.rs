@@ -140,8 +140,12 @@ mod presence_tests {
         let mut present = b.presence("t").await.unwrap();
         present.sort();
         assert_eq!(present, [Bytes::from("a"), Bytes::from("b")]);
-        b.presence_remove("t", "u1").await.unwrap();
-        b.presence_remove("t", "u1").await.unwrap();
+        b.presence_remove("t", "u1", LeaveReason::Left)
+            .await
+            .unwrap();
+        b.presence_remove("t", "u1", LeaveReason::Left)
+            .await
+            .unwrap();
         let kinds: Vec<Kind> = events.lock().unwrap().iter().map(|e| e.0).collect();
         assert_eq!(kinds, [Kind::Joined, Kind::Joined, Kind::Left]);
         assert_eq!(b.presence("t").await.unwrap(), [Bytes::from("b")]);

@@ -22,8 +22,8 @@
 
 use super::doubts::Doubts;
 use super::{RedisBroadcast, keys, unavailable};
-use crate::broadcast::presence::{PresenceMap, Removed};
-use crate::broadcast::{BroadcastError, Presence};
+use crate::broadcast::presence::{PresenceMap, Removed, Watcher};
+use crate::broadcast::{BroadcastError, Change, LeaveReason, Presence, PresenceWatch};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::*;
@@ -71,6 +71,9 @@ pub struct RedisPresence {
     keeps_members: bool,
     /// Topics whose entries in Redis may not match the local ones.
     doubts: Doubts,
+    /// Told of the changes this process made (joins, leaves, and the
+    /// leaves of dead replicas it swept).
+    watcher: Watcher,
 }
 
 impl RedisPresence {
@@ -104,6 +107,7 @@ impl RedisPresence {
             beating: AtomicBool::new(false),
             keeps_members,
             doubts: Doubts::default(),
+            watcher: Watcher::default(),
         })
     }
 
@@ -220,7 +224,10 @@ impl RedisPresence {
             let mut args = vec![Value::from(self.instance.as_str())];
             args.extend(self.local.members(&topic).into_iter().map(Value::from));
             match self.run(&topic, "keep", args).await {
-                Ok(_) => self.doubts.settled(&topic),
+                Ok(dropped) => {
+                    self.tell_left(&topic, dropped, LeaveReason::Disconnected);
+                    self.doubts.settled(&topic);
+                }
                 Err(err) => {
                     tracing::debug!(%err, topic, "could not clean presence yet");
                     return false;
@@ -231,19 +238,42 @@ impl RedisPresence {
     }
 
     /// Adds (or takes over) a member's entry as this instance's.
-    async fn add(&self, topic: &str, member: &str, info: Bytes) -> Result<Value, BroadcastError> {
+    async fn add(&self, topic: &str, member: &str, info: Bytes) -> Result<(), BroadcastError> {
         let args = vec![
             Value::from(member),
             Value::from(self.instance.as_str()),
-            Value::Bytes(info),
+            Value::Bytes(info.clone()),
         ];
-        self.run(topic, "add", args).await
+        if self.run(topic, "add", args).await?.as_i64() == Some(1) {
+            self.watcher.tell(topic, &info, Change::Joined);
+        }
+        Ok(())
     }
 
     /// Removes a member's entry while this instance holds it.
-    async fn remove(&self, topic: &str, member: &str) -> Result<Value, BroadcastError> {
+    async fn remove(
+        &self,
+        topic: &str,
+        member: &str,
+        reason: LeaveReason,
+    ) -> Result<(), BroadcastError> {
         let args = vec![Value::from(member), Value::from(self.instance.as_str())];
-        self.run(topic, "remove", args).await
+        let removed = self.run(topic, "remove", args).await?;
+        if let Some(info) = removed.as_bytes() {
+            self.watcher
+                .tell(topic, &Bytes::copy_from_slice(info), Change::Left(reason));
+        }
+        Ok(())
+    }
+
+    /// Tells the watch of the entries a drop or keep removed.
+    fn tell_left(&self, topic: &str, dropped: Value, reason: LeaveReason) {
+        if let Value::Array(infos) = dropped {
+            for info in infos.iter().filter_map(Value::as_bytes) {
+                self.watcher
+                    .tell(topic, &Bytes::copy_from_slice(info), Change::Left(reason));
+            }
+        }
     }
 
     async fn run(&self, topic: &str, op: &str, args: Vec<Value>) -> Result<Value, BroadcastError> {
@@ -303,17 +333,26 @@ impl Presence for RedisPresence {
         if !self.beating.load(Ordering::Relaxed) {
             self.heartbeat().await;
         }
-        let added = self.add(topic, member, info).await.map(drop);
+        let added = self.add(topic, member, info).await;
         self.doubts.unsure_of(topic, added)
     }
 
-    async fn presence_remove(&self, topic: &str, member: &str) -> Result<(), BroadcastError> {
+    async fn presence_remove(
+        &self,
+        topic: &str,
+        member: &str,
+        reason: LeaveReason,
+    ) -> Result<(), BroadcastError> {
         if self.local.remove(topic, member) == Removed::StillHeld {
             return Ok(());
         }
-        let removed = self.remove(topic, member).await.map(drop);
+        let removed = self.remove(topic, member, reason).await;
         self.doubts.note_removal(topic);
         self.doubts.unsure_of(topic, removed)
+    }
+
+    fn set_watch(&self, watch: PresenceWatch) {
+        self.watcher.set(watch);
     }
 
     async fn report(&self, state: Bytes) -> Result<(), BroadcastError> {
@@ -341,7 +380,8 @@ impl Presence for RedisPresence {
             .await;
         if !dead.is_empty() {
             let args = dead.iter().map(|d| Value::from(d.as_str())).collect();
-            self.run(topic, "drop", args).await?;
+            let dropped = self.run(topic, "drop", args).await?;
+            self.tell_left(topic, dropped, LeaveReason::ReplicaDied);
         }
         Ok(entries
             .into_iter()

@@ -140,7 +140,15 @@ pub(super) fn fixture() -> Fixture {
         settings().rooms.history,
         local.deliverer(),
     ));
-    let hub = Hub::new(settings(), local, log.clone(), presence.clone(), metrics);
+    let webhooks = crate::webhooks::Webhooks::off();
+    let hub = Hub::new(
+        settings(),
+        local,
+        log.clone(),
+        presence.clone(),
+        metrics,
+        webhooks,
+    );
     Fixture { hub, log, presence }
 }
 
