@@ -11,7 +11,8 @@
 //! - `group`: publishes sent to Redis in groups (group commit).
 //! - [`keys`]: key and channel names.
 //! - [`wire`]: parsing pub/sub messages and script replies.
-//! - [`presence`]: who is in a topic, for servers that have members.
+//! - [`presence`]: who is in a topic, for servers that have members;
+//!   `liveness`: which replicas are alive.
 //! - `replicas`: what each replica reports of itself.
 //! - `subscriptions`: making them, and making them again where Redis
 //!   delivers them after a reconnect or a slot move.
@@ -20,6 +21,7 @@
 mod doubts;
 mod group;
 pub(crate) mod keys;
+mod liveness;
 pub(crate) mod presence;
 mod probe;
 mod replicas;

@@ -5,7 +5,7 @@
 //!
 //! Each topic's script touches only that topic's hash and channel, so it
 //! runs on a cluster; heartbeat keys live on their own shards and are read
-//! by the Rust side (a live instance is remembered for [`ALIVE_CACHE`]).
+//! by the Rust side (see `liveness`).
 //!
 //! Only a server with members starts this ([`RedisPresence::start`]); the
 //! log alone ([`super::RedisBroadcast`]) writes no heartbeats, and a
@@ -21,6 +21,7 @@
 //! rooms.
 
 use super::doubts::Doubts;
+use super::liveness::Liveness;
 use super::{RedisBroadcast, keys, unavailable};
 use crate::broadcast::presence::{PresenceMap, Removed, Watcher};
 use crate::broadcast::{BroadcastError, Change, LeaveReason, Presence, PresenceWatch};
@@ -28,10 +29,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const PRESENCE_LUA: &str = include_str!("presence.lua");
 
@@ -45,10 +46,6 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 pub const PRESENCE_SWEEP: Duration = Duration::from_secs(2);
 /// Instances stamped longer ago than this are forgotten from the set.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
-/// How long an instance found alive is believed alive without asking
-/// Redis again: far below [`PRESENCE_TTL`], which a death takes anyway to
-/// show.
-const ALIVE_CACHE: Duration = Duration::from_secs(1);
 
 pub struct RedisPresence {
     client: Client,
@@ -61,8 +58,8 @@ pub struct RedisPresence {
     local: PresenceMap,
     /// PUBLISH, or SPUBLISH on a cluster.
     publish: &'static str,
-    /// Instances found alive, and when.
-    alive: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Which other instances are alive.
+    liveness: Liveness,
     /// Whether this instance's heartbeat key was written once: its first
     /// member must not be seen by others before it.
     beating: AtomicBool,
@@ -103,7 +100,7 @@ impl RedisPresence {
                 .collect(),
             local: PresenceMap::default(),
             publish: log.publish_command(),
-            alive: std::sync::Mutex::default(),
+            liveness: Liveness::default(),
             beating: AtomicBool::new(false),
             keeps_members,
             doubts: Doubts::default(),
@@ -284,36 +281,6 @@ impl RedisPresence {
             .await
             .map_err(unavailable)
     }
-
-    /// Which of these other instances are dead: their heartbeat key is gone.
-    /// One that cannot be checked counts as alive.
-    async fn dead_among(&self, instances: HashSet<&str>) -> Vec<String> {
-        let now = Instant::now();
-        let unknown: Vec<&str> = {
-            let alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
-            instances
-                .into_iter()
-                .filter(|i| *i != self.instance)
-                .filter(|i| alive.get(*i).is_none_or(|at| now - *at > ALIVE_CACHE))
-                .collect()
-        };
-        let checks = unknown.iter().map(|instance| async move {
-            let exists: Result<bool, Error> = self.client.exists(keys::alive(instance)).await;
-            (*instance, exists.unwrap_or(true))
-        });
-        let checked = futures_util::future::join_all(checks).await;
-        let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
-        alive.retain(|_, at| now - *at <= PRESENCE_TTL);
-        let mut dead = Vec::new();
-        for (instance, exists) in checked {
-            if exists {
-                alive.insert(instance.to_owned(), now);
-            } else {
-                dead.push(instance.to_owned());
-            }
-        }
-        dead
-    }
 }
 
 #[async_trait]
@@ -376,7 +343,12 @@ impl Presence for RedisPresence {
             .map_err(unavailable)?;
         let entries: Vec<(&str, Bytes)> = values.iter().filter_map(split_entry).collect();
         let dead = self
-            .dead_among(entries.iter().map(|(instance, _)| *instance).collect())
+            .liveness
+            .dead_among(
+                &self.client,
+                &self.instance,
+                entries.iter().map(|(instance, _)| *instance).collect(),
+            )
             .await;
         if !dead.is_empty() {
             let args = dead.iter().map(|d| Value::from(d.as_str())).collect();
