@@ -375,3 +375,47 @@ async fn user_changes_from_grpc_server() {
     .map(|(k, n)| (k.to_owned(), n.to_owned()));
     assert_eq!(changes, expected);
 }
+
+/// On a Redis Cluster the queues spread over the shards; every room's
+/// events still arrive in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster() {
+    let receiver = Receiver::start(SECRET).await;
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let flags = hooks(&receiver);
+    let replicas: Vec<Process> = (1..=2)
+        .map(|i| Process::ws_server(&format!("hook-{i}"), Some(&cluster), &strs(&flags)))
+        .collect();
+    let rooms: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    let mut clients = Vec::new();
+    for (i, room) in rooms.iter().enumerate() {
+        let mut c = named(&replicas[i % 2], &format!("m{i}")).await;
+        c.join(room).await;
+        for n in 0..5 {
+            c.say(room, &format!("{room}-{n}")).await;
+        }
+        clients.push(c);
+    }
+    for (i, room) in rooms.iter().enumerate() {
+        let mut expected = vec![format!("member_joined m{i}")];
+        expected.extend((0..5).map(|n| format!("message {room}-{n}")));
+        let story = receiver
+            .wait_until(&format!("the events of {room}"), DEADLINE, |events| {
+                let story = room_story(events, room);
+                (story.len() >= expected.len()).then_some(story)
+            })
+            .await;
+        assert_eq!(story, expected);
+    }
+    let holding = cluster
+        .primaries()
+        .into_iter()
+        .filter(|&i| {
+            let keys = cluster.nodes[i].cli(&["--scan", "--pattern", "rtchat:webhooks:*:events"]);
+            !keys.trim().is_empty()
+        })
+        .count();
+    assert!(holding > 1, "the queues are on {holding} shard(s)");
+}
