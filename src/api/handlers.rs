@@ -22,11 +22,11 @@ const MAX_SINCE_DIGITS: usize = 19;
 /// Presence reads in flight while counting every room's members.
 const PRESENCE_READS: usize = 16;
 
-type Answer = Result<Json<Value>, ApiError>;
+pub(super) type Answer = Result<Json<Value>, ApiError>;
 
 /// A request body, up to [`MAX_BODY_BYTES`] (`frame_too_large`, 413,
 /// above).
-pub struct Body(Bytes);
+pub struct Body(pub(super) Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
@@ -226,7 +226,7 @@ pub(super) async fn drain(State(state): State<ApiState>, Body(body): Body) -> An
 
 /// No body or `{}`; not `[]`, which serde would take for an empty
 /// struct, nor blank text, which is not JSON.
-fn parse_empty(body: &[u8]) -> Result<(), ApiError> {
+pub(super) fn parse_empty(body: &[u8]) -> Result<(), ApiError> {
     if body.is_empty() {
         return Ok(());
     }

@@ -9,9 +9,11 @@
 //!
 //! - [`handlers`]: the operations, each one hub call.
 //! - [`error`]: refusals as HTTP answers.
+//! - `cluster`: every replica and the busiest rooms, for the operator's page.
 //! - [`cli`]: `rtchat api`, the operations from the command line.
 
 pub mod cli;
+mod cluster;
 pub(crate) mod error;
 mod handlers;
 
@@ -76,6 +78,7 @@ where
         .route("/api/drain", post(handlers::drain))
         .route("/api/rooms", post(handlers::rooms))
         .route("/api/stats", post(handlers::stats))
+        .route("/api/cluster", post(cluster::cluster))
         .route_layer(axum::middleware::from_fn_with_state(
             (state, key),
             check_key,

@@ -8,6 +8,7 @@
 pub(crate) mod api;
 pub(crate) mod grpc;
 pub(crate) mod log;
+pub(crate) mod receiver;
 pub(crate) mod trivial;
 pub(crate) mod usage;
 pub(crate) mod ws;
@@ -33,6 +34,9 @@ pub enum BenchMode {
     /// Run the trivial broadcast server that `bench ws` results are
     /// compared with.
     TrivialServer(trivial::TrivialArgs),
+    /// Run a webhook receiver that answers every POST at once and prints
+    /// how many it got when stopped.
+    Receiver(receiver::ReceiverArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -42,6 +46,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchMode::Grpc(args) => grpc::run(args).await,
         BenchMode::Log(args) => log::run(args).await,
         BenchMode::TrivialServer(args) => trivial::run(args).await,
+        BenchMode::Receiver(args) => receiver::run(args).await,
     }
 }
 

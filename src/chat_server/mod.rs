@@ -10,9 +10,11 @@
 //! - [`state`]: the router's state, a sub-state per front end.
 //! - [`drain`]: readiness off, then sockets sent elsewhere at a pace.
 //! - [`rebalance`]: reports, fair shares, and shedding the excess.
-//! - `pages`: the chat and users pages.
+//! - `pages`: the chat, users and operator's pages.
 //! - `health`: liveness, readiness, metrics.
 //! - `origin`: which pages may reach the doors.
+//! - `status`: the report of this replica the others and the operator's
+//!   page read.
 
 pub mod drain;
 mod health;
@@ -20,6 +22,7 @@ mod origin;
 mod pages;
 pub mod rebalance;
 pub(crate) mod state;
+mod status;
 
 use crate::api::{ApiKey, ApiState};
 use crate::door::DoorState;
@@ -78,8 +81,12 @@ pub fn app(state: AppState, origins: AllowedOrigins, api_key: Option<ApiKey>) ->
             Arc::new(origins),
             origin::check,
         ));
+    // The operator's page comes with the API it calls, and not without.
     let api = match api_key {
-        Some(key) => crate::api::router(state.api.clone(), key),
+        Some(key) => crate::api::router(state.api.clone(), key)
+            .route("/admin", get(pages::admin))
+            .route("/admin.js", get(pages::admin_js))
+            .route("/admin.css", get(pages::admin_css)),
         None => Router::new(),
     };
     Router::new()
@@ -148,9 +155,15 @@ pub async fn run(
     let api = settings.api_key.is_some();
     tracing::info!(%addr, id = %settings.hub.rooms.server_id, mode, api, "ws-server listening");
 
+    let source = Arc::new(status::StatusSource::new(settings.redis.is_some()));
     if let Some(rebalance) = settings.rebalance {
-        tokio::spawn(rebalance::run(door.clone(), rebalance));
+        tokio::spawn(rebalance::run(door.clone(), rebalance, source.clone()));
     }
+    tokio::spawn(status::run(
+        door.clone(),
+        source,
+        settings.rebalance.is_some(),
+    ));
     let drainer = {
         let door = door.clone();
         let (drain, timeout) = (settings.drain, settings.shutdown_timeout);

@@ -30,3 +30,35 @@ fn static_page(html: &'static str, csp: &'static str) -> Response {
     )
         .into_response()
 }
+
+/// The operator's page, only with the server API on: it calls the API with
+/// the key the operator types in; its script and style are files of their
+/// own, so the policy allows no inline code at all.
+const ADMIN_PAGE: &str = include_str!("admin/admin.html");
+const ADMIN_JS: &str = include_str!("admin/admin.js");
+const ADMIN_CSS: &str = include_str!("admin/admin.css");
+const ADMIN_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+pub(super) async fn admin() -> Response {
+    static_page(ADMIN_PAGE, ADMIN_CSP)
+}
+
+pub(super) async fn admin_js() -> Response {
+    asset(ADMIN_JS, "text/javascript; charset=utf-8")
+}
+
+pub(super) async fn admin_css() -> Response {
+    asset(ADMIN_CSS, "text/css; charset=utf-8")
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}

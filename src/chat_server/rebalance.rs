@@ -24,8 +24,10 @@
 //! is the balancer's choice; those that land on another replica above the
 //! share are sent on again, oldest first, until the shares even out.
 
+use super::status::StatusSource;
 use crate::door::DoorState;
 use crate::hub::ReplicaReport as Report;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// From `--rebalance-tolerance` and `--rebalance-rate`.
@@ -90,8 +92,7 @@ fn excess(mine: u64, fair: u64, settings: RebalanceSettings, starved: bool) -> u
 }
 
 /// Reports and rebalances until the drain starts.
-pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
-    let server = door.hub.settings().server_id.clone();
+pub(super) async fn run(door: DoorState, settings: RebalanceSettings, source: Arc<StatusSource>) {
     let mut steps = tokio::time::interval(STEP);
     steps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let steps_per_report = (REPORT_EVERY.as_millis() / STEP.as_millis()) as u32;
@@ -117,7 +118,7 @@ pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
                 sent_off.pop_front();
             }
             let in_transit = sent_off.iter().map(|(_, n)| n).sum();
-            let look = look(&door, &server, settings, in_transit).await;
+            let look = look(&door, &source, settings, in_transit).await;
             to_shed = patience.decide(&look);
             if to_shed > 0 {
                 tracing::info!(
@@ -144,12 +145,9 @@ pub(super) async fn run(door: DoorState, settings: RebalanceSettings) {
     }
     // Reported once more as draining, so the others count this replica's
     // sockets without counting it as a home for them.
-    let report = Report {
-        server,
-        sockets: door.sockets().max(0) as u64,
-        draining: true,
-    };
-    let _ = door.hub.report(&report).await;
+    let _ = source
+        .report(&door, door.sockets().max(0) as u64, true)
+        .await;
 }
 
 /// What one look at the replicas found.
@@ -198,17 +196,12 @@ impl Patience {
 /// reads the others: how many it should send off.
 async fn look(
     door: &DoorState,
-    server: &str,
+    source: &StatusSource,
     settings: RebalanceSettings,
     in_transit: u64,
 ) -> Look {
     let mine = door.sockets().max(0) as u64;
-    let report = Report {
-        server: server.to_owned(),
-        sockets: mine + in_transit,
-        draining: false,
-    };
-    if let Err(err) = door.hub.report(&report).await {
+    if let Err(err) = source.report(door, mine + in_transit, false).await {
         tracing::debug!(%err, "could not report this replica's load");
         return Look::default();
     }
@@ -234,9 +227,9 @@ async fn look(
             slack,
         };
     }
-    let starved = reports
-        .iter()
-        .any(|r| r.server != server && (r.sockets as f64) < fair as f64 - slack);
+    let starved = reports.iter().any(|r| {
+        r.server != door.hub.settings().server_id && (r.sockets as f64) < fair as f64 - slack
+    });
     Look {
         over: excess(mine, fair, settings, starved),
         total,
@@ -253,6 +246,7 @@ mod tests {
             server: String::new(),
             sockets,
             draining,
+            status: None,
         }
     }
 

@@ -10,7 +10,12 @@ pub struct WebhookArgs {
     /// URLs (comma-separated) every event is POSTed to, as JSON, signed
     /// with --webhook-secret. Each receiver gets every event, in order per
     /// room, at least once. Off without it.
-    #[arg(long, env = "WEBHOOK_URL", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "WEBHOOK_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub webhook_url: Vec<String>,
 
     /// Key of the HMAC-SHA256 signature in `X-Rtchat-Signature`.

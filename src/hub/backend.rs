@@ -48,6 +48,35 @@ pub struct ReplicaReport {
     pub sockets: u64,
     /// A draining replica's sockets are moving elsewhere: it takes none.
     pub draining: bool,
+    /// What the operator's page shows of it; absent from the reports of
+    /// versions before the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ReplicaStatus>,
+}
+
+/// A replica as the operator's page shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Whether it answers ready (Redis works, not draining).
+    pub ready: bool,
+    /// Open sockets of the native door, and of the Socket.IO door.
+    pub native: u64,
+    pub socketio: u64,
+    /// Rooms with members here.
+    pub rooms: u64,
+    /// When it started, Unix ms.
+    pub started_ms: u64,
+    pub version: String,
+    /// Counters since it started: messages accepted, and deliveries
+    /// queued to its members (readers take rates from two reports).
+    pub messages_in: u64,
+    pub messages_out: u64,
+    /// Round trip of its last report to Redis, in ms; none standalone.
+    #[serde(default)]
+    pub redis_rtt_ms: Option<f64>,
+    /// Its rooms with the most members here, busiest first.
+    #[serde(default)]
+    pub top_rooms: Vec<(String, u64)>,
 }
 
 /// What every front end's rooms follow, whether it holds sessions or not.

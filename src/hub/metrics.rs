@@ -15,6 +15,8 @@ type Labels = Vec<(&'static str, &'static str)>;
 pub struct Metrics {
     registry: Registry,
     pub connections: Gauge,
+    /// Of those, Socket.IO's.
+    pub socketio: Gauge,
     pub rooms: Gauge,
     pub messages_in: Counter,
     pub messages_out: Counter,
@@ -40,6 +42,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("rtchat");
         more(&mut registry);
         let connections = Gauge::default();
+        let socketio = Gauge::default();
         let rooms = Gauge::default();
         let messages_in = Counter::default();
         let messages_out = Counter::default();
@@ -54,6 +57,11 @@ impl Metrics {
             "connections",
             "Open WebSocket connections",
             connections.clone(),
+        );
+        registry.register(
+            "socketio_connections",
+            "Open Socket.IO connections (counted in rtchat_connections too)",
+            socketio.clone(),
         );
         registry.register("rooms", "Rooms with members on this replica", rooms.clone());
         registry.register(
@@ -95,6 +103,7 @@ impl Metrics {
         Self {
             registry,
             connections,
+            socketio,
             rooms,
             messages_in,
             messages_out,

@@ -57,6 +57,7 @@ pub(super) fn run(
     };
     async move {
         connection.state.door.metrics.connections.inc();
+        connection.state.door.metrics.socketio.inc();
         tracing::debug!("connected");
         let opened = match open {
             Some(sid) => connection.open(sid).await,
@@ -69,6 +70,7 @@ pub(super) fn run(
         Box::pin(connection.finish(&end)).await;
         drop(admission);
         connection.state.door.metrics.connections.dec();
+        connection.state.door.metrics.socketio.dec();
         tracing::debug!(?end, "disconnected");
     }
     .instrument(span)
