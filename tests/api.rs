@@ -256,7 +256,7 @@ async fn the_openapi_document_matches_the_routes() {
     );
     // Every operation of the document was exercised.
     assert!(
-        stdout.contains("Tested: 6"),
+        stdout.contains("Tested: 7"),
         "not every operation was tested:\n{stdout}"
     );
 }

@@ -111,18 +111,21 @@
     }));
   }
 
+  // The x axis spans what the page has seen, from 30 s up to 15 minutes.
   function plot(id, values, digits) {
     const svg = $(id);
+    const now = Date.now();
+    const span = Math.min(WINDOW_MS, Math.max(30000, samples.length ? now - samples[0].t : 0));
     const max = Math.max(1e-9, ...values.map((v) => v.y));
-    const points = values.map((v) => `${(300 * (1 - (Date.now() - v.t) / WINDOW_MS)).toFixed(1)},${(98 - 96 * v.y / max).toFixed(1)}`);
+    const points = values.map((v) => `${(300 * (1 - (now - v.t) / span)).toFixed(1)},${(98 - 96 * v.y / max).toFixed(1)}`);
     const ns = 'http://www.w3.org/2000/svg';
     const base = document.createElementNS(ns, 'line');
     for (const [k, v] of Object.entries({ x1: 0, y1: 98, x2: 300, y2: 98 })) base.setAttribute(k, v);
     const line = document.createElementNS(ns, 'polyline');
     line.setAttribute('points', points.join(' '));
     svg.replaceChildren(base, line);
-    svg.dataset.points = String(values.length);
-    $('m-' + id.slice(2)).textContent = values.length ? 'max ' + max.toFixed(digits) : '';
+    const last = span >= 60000 ? `${Math.round(span / 60000)} min` : `${Math.round(span / 1000)} s`;
+    $('m-' + id.slice(2)).textContent = values.length ? `max ${max.toFixed(digits)} · last ${last}` : '';
   }
 
   function record(replicas) {
