@@ -1,4 +1,5 @@
-//! `rtchat api`: publish, history and presence from the command line
+//! `rtchat api`: publish, history, presence, cluster and disconnect from
+//! the command line
 //! against a real server, as text and `--json`, and the exit codes.
 
 mod common;
@@ -40,6 +41,21 @@ async fn publish_history_and_presence_from_the_command_line() {
     let (ok, out, _) = api_cli(&base, Some(KEY), &["presence", "general"]);
     assert!(ok);
     assert_eq!(out, format!("{} on server-1\n", member.user));
+
+    // The cluster view: this one replica, with its one socket and room
+    // (once its report, written every second, has them).
+    wait_for("the replica's report", DEADLINE, async || {
+        let (ok, out, err) = api_cli(&base, Some(KEY), &["cluster"]);
+        assert!(ok, "{err}");
+        (out.starts_with("server-1 ready: 1 sockets (1 native, 0 Socket.IO), 1 rooms")
+            && out.contains("room general: 1 members"))
+        .then_some(())
+    })
+    .await;
+    let (ok, out, err) = api_cli(&base, Some(KEY), &["disconnect", &member.user]);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("Disconnected: {}\n", member.user));
+    assert_eq!(member.recv_close().await, Some(4002));
 
     // Refusals: exit non-zero, the code on stderr, nothing on stdout.
     for (key, args, code) in [

@@ -64,6 +64,10 @@ pub enum ApiCall {
     },
     /// Print who is in a room, on every replica.
     Presence { room: String },
+    /// Disconnect every connection of a user, on every replica.
+    Disconnect { user: String },
+    /// Print every live replica and the busiest rooms of the cluster.
+    Cluster,
     /// Drain a replica (the one answering, or `--server`): it stops taking
     /// sockets, sends those it holds to the others at the drain's pace,
     /// and exits.
@@ -91,6 +95,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             json!({"room": room, "since": since.map(|s| s.to_string()), "limit": limit}),
         ),
         ApiCall::Presence { room } => ("presence", json!({"room": room})),
+        ApiCall::Disconnect { user } => ("disconnect", json!({"user": user})),
+        ApiCall::Cluster => ("cluster", json!({})),
         ApiCall::Drain { server: None } => ("drain", json!({})),
         ApiCall::Drain {
             server: Some(server),
@@ -116,8 +122,35 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             }
         }
         ApiCall::Drain { .. } => println!("Draining: {}", text(&answer["server"])),
+        ApiCall::Disconnect { .. } => println!("Disconnected: {}", text(&answer["user"])),
+        ApiCall::Cluster => print_cluster(&answer),
     }
     Ok(())
+}
+
+/// One line per replica, then one per busy room.
+fn print_cluster(answer: &Value) {
+    for r in answer["replicas"].as_array().into_iter().flatten() {
+        let state = match (r["draining"].as_bool(), r["ready"].as_bool()) {
+            (Some(true), _) => "draining",
+            (_, Some(false)) => "not ready",
+            _ => "ready",
+        };
+        println!(
+            "{} {state}: {} sockets ({} native, {} Socket.IO), {} rooms, up {} s, {} messages in, {} out",
+            text(&r["server"]),
+            r["sockets"],
+            r["native"],
+            r["socketio"],
+            r["rooms"],
+            r["uptime_seconds"],
+            r["messages_in"],
+            r["messages_out"],
+        );
+    }
+    for room in answer["rooms"].as_array().into_iter().flatten() {
+        println!("room {}: {} members", text(&room["room"]), room["members"]);
+    }
 }
 
 fn text(value: &Value) -> &str {
