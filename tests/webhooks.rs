@@ -53,6 +53,15 @@ fn room_story(events: &[Value], room: &str) -> Vec<String> {
         .collect()
 }
 
+/// A standalone ws-server with the default event types.
+fn standalone_sending_to(url: &str) -> Process {
+    Process::ws_server(
+        "hook-1",
+        None,
+        &["--webhook-url", url, "--webhook-secret", SECRET],
+    )
+}
+
 async fn named(server: &impl Endpoint, name: &str) -> Client {
     Client::connect(&format!("{}?name={name}", server.ws_url())).await
 }
@@ -118,11 +127,7 @@ in_both_modes!(joins_messages_leaves_and_sessions);
 async fn messages_are_off_by_default() {
     let receiver = Receiver::start(SECRET).await;
     let url = receiver.url();
-    let server = Process::ws_server(
-        "hook-1",
-        None,
-        &["--webhook-url", &url, "--webhook-secret", SECRET],
-    );
+    let server = standalone_sending_to(&url);
     let mut ana = named(&server, "ana").await;
     ana.join("quiet").await;
     ana.say("quiet", "unseen").await;
@@ -312,11 +317,7 @@ async fn three_replicas_deliver_once_and_report_a_dead_ones_members() {
 async fn a_wrong_secret_fails_verification() {
     let receiver = Receiver::start("not-the-secret").await;
     let url = receiver.url();
-    let server = Process::ws_server(
-        "hook-1",
-        None,
-        &["--webhook-url", &url, "--webhook-secret", SECRET],
-    );
+    let server = standalone_sending_to(&url);
     let mut ana = named(&server, "ana").await;
     ana.join("r").await;
     wait_for("an event tried again", DEADLINE, async || {

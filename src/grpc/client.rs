@@ -101,7 +101,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         .connect_timeout(args.timeout)
         .connect()
         .await
-        .map_err(|e| anyhow!("cannot connect to {}: {}", args.addr, source_chain(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot connect to {}: {}",
+                args.addr,
+                crate::logging::source_chain(&e)
+            )
+        })?;
     if let Call::Health { service } = &args.call {
         return health(channel, service, &args).await;
     }
@@ -343,15 +349,4 @@ fn describe(status: Status) -> anyhow::Error {
         Code::Unauthenticated => "UNAUTHENTICATED",
     };
     anyhow!("{code}: {}", status.message())
-}
-
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }

@@ -80,7 +80,7 @@ impl Poster {
         let answer = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
             .map_err(|_| PostError::Timeout(self.timeout))?
-            .map_err(|e| PostError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| PostError::Unreachable(crate::logging::source_chain(&e)))?;
         let status = answer.status();
         // The answer's body is not read: dropping it closes the connection
         // only when the receiver sent one it did not finish.
@@ -90,18 +90,6 @@ impl Poster {
             Err(PostError::Status(status.as_u16()))
         }
     }
-}
-
-/// hyper's errors say "client error (Connect)"; their sources say why.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
