@@ -42,13 +42,13 @@ load "after-$RATE" "$RATE"
 # from the first delivery after it is back until nothing is queued.
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 load "backlog-10000" 10000 >/dev/null
-queued=$(metric 35 rtchat_webhook_events_queued)
+queued=$(metric 350 rtchat_webhook_events_queued)
 "$B" bench receiver --listen "$RECEIVER" >/dev/null 2>&1 &
 pids+=($!)
-first=$(metric 35 rtchat_webhook_events_delivered_total)
-while [ "$(metric 35 rtchat_webhook_events_delivered_total)" = "$first" ]; do sleep 0.05; done
-t0=$(date +%s.%N); d0=$(metric 35 rtchat_webhook_events_delivered_total)
-while [ "$(metric 35 rtchat_webhook_events_queued)" != 0 ]; do sleep 0.2; done
-t1=$(date +%s.%N); d1=$(metric 35 rtchat_webhook_events_delivered_total)
+first=$(metric 350 rtchat_webhook_events_delivered_total)
+while [ "$(metric 350 rtchat_webhook_events_delivered_total)" = "$first" ]; do sleep 0.05; done
+t0=$(date +%s.%N); d0=$(metric 350 rtchat_webhook_events_delivered_total)
+while [ "$(metric 350 rtchat_webhook_events_queued)" != 0 ]; do sleep 0.2; done
+t1=$(date +%s.%N); d1=$(metric 350 rtchat_webhook_events_delivered_total)
 echo "backlog queued=$queued delivered=$((d1 - d0)) in $(echo "$t1 - $t0" | bc)s: $(echo "($d1 - $d0) / ($t1 - $t0)" | bc) events/s"
 stop_replicas

@@ -7,7 +7,7 @@ use super::post::Poster;
 use super::queue::{Cursor, Entry, PARTITIONS, Queue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -19,9 +19,14 @@ pub const LEASE_TTL: Duration = Duration::from_secs(5);
 /// How often a held queue is read when nothing woke it: events queued by
 /// other replicas wait this long at most.
 const POLL: Duration = Duration::from_millis(200);
-/// Events read from a queue at once; the receiver's cursor moves after each
-/// read's events are delivered.
+/// Events read from a queue at once.
 const BATCH: usize = 64;
+/// How long a queue's deliveries wait after a read that was not full, so
+/// that the next read takes what arrived meanwhile: one read for several
+/// events under load, this much latency added to a webhook.
+const GATHER: Duration = Duration::from_millis(20);
+/// How often a receiver's cursor is stored while its queue stays busy.
+const STORE_EVERY: Duration = Duration::from_millis(250);
 /// First wait before another try; doubled each time up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -175,6 +180,12 @@ impl Dispatcher {
             }
         };
         self.set_acked(slot, &cursor);
+        // The cursor as last stored: under load it is stored every
+        // [`STORE_EVERY`] (or [`BATCH`] events), and at once when the queue
+        // runs dry, so a busy queue costs Redis one cursor write per many
+        // events, at the price of sending those again after a takeover.
+        let mut stored = cursor.clone();
+        let mut stored_at = Instant::now();
         while !stop.is_cancelled() {
             let entries = match self.queue.read(partition, &cursor, BATCH).await {
                 Ok(entries) => entries,
@@ -187,14 +198,24 @@ impl Dispatcher {
                 }
             };
             if entries.is_empty() {
+                if cursor != stored {
+                    if !self.store(partition, slot, &name, &cursor).await {
+                        return;
+                    }
+                    (stored, stored_at) = (cursor.clone(), Instant::now());
+                }
                 tokio::select! {
                     _ = self.wake[slot].notified() => {}
                     _ = tokio::time::sleep(POLL) => {}
                     _ = stop.cancelled() => return,
                 }
+                // What else is queued meanwhile goes in the same read.
+                if pause(&stop, GATHER).await {
+                    return;
+                }
                 continue;
             }
-            let before = cursor.seq;
+            let full = entries.len() == BATCH;
             for entry in entries {
                 self.count_gap(&cursor, &entry);
                 if !self.deliver_one(slot, receiver, &entry, &stop).await {
@@ -202,20 +223,37 @@ impl Dispatcher {
                 }
                 cursor = entry.position;
             }
-            if cursor.seq == before {
-                continue;
+            let due = cursor.seq >= stored.seq + BATCH as u64 || stored_at.elapsed() >= STORE_EVERY;
+            if (due || stop.is_cancelled()) && cursor != stored {
+                if !self.store(partition, slot, &name, &cursor).await {
+                    return;
+                }
+                (stored, stored_at) = (cursor.clone(), Instant::now());
             }
-            match self
-                .queue
-                .advance(partition, &name, &self.owner, &cursor)
-                .await
-            {
-                Ok(true) => self.set_acked(slot, &cursor),
-                // Another replica holds the queue now and goes on from the
-                // last cursor stored: what this one delivered since may be
-                // sent again (at least once).
-                Ok(false) => return,
-                Err(err) => tracing::debug!(%err, "webhook cursor not stored; kept for the next"),
+            if !full && pause(&stop, GATHER).await {
+                return;
+            }
+        }
+    }
+
+    /// Stores a receiver's cursor; false when another replica holds the
+    /// queue now (it goes on from the last cursor stored: what this one
+    /// delivered since is sent again, at least once). A cursor that could
+    /// not be written is kept for the next try.
+    async fn store(&self, partition: usize, slot: usize, name: &str, cursor: &Cursor) -> bool {
+        match self
+            .queue
+            .advance(partition, name, &self.owner, cursor)
+            .await
+        {
+            Ok(true) => {
+                self.set_acked(slot, cursor);
+                true
+            }
+            Ok(false) => false,
+            Err(err) => {
+                tracing::debug!(%err, "webhook cursor not stored; kept for the next");
+                true
             }
         }
     }
