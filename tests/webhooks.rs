@@ -6,7 +6,7 @@
 #[macro_use]
 mod common;
 
-use common::receiver::{Receiver, of_type};
+use common::receiver::{Receiver, of_type, room_story};
 use common::*;
 use rtchat::grpc::pb::{UpdateUserRequest, UserRequest};
 use serde_json::Value;
@@ -17,40 +17,11 @@ const SECRET: &str = "webhook-do-not-log-secret";
 
 /// ws-server flags sending every event type to `receiver`.
 fn hooks(receiver: &Receiver) -> Vec<String> {
-    vec![
-        "--webhook-url".into(),
-        receiver.url(),
-        "--webhook-secret".into(),
-        SECRET.into(),
-        "--webhook-events".into(),
-        "all".into(),
-    ]
+    receiver.flags(SECRET)
 }
 
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
-}
-
-/// The acknowledged events about `room`, as (type, user, reason) lines.
-fn room_story(events: &[Value], room: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["data"]["room"] == room)
-        .map(|e| {
-            let data = &e["data"];
-            match e["type"].as_str().unwrap() {
-                "message" => format!("message {}", data["message"].as_str().unwrap()),
-                kind => format!(
-                    "{kind} {}{}",
-                    data["name"].as_str().unwrap_or_default(),
-                    data["reason"]
-                        .as_str()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ),
-            }
-        })
-        .collect()
 }
 
 /// A standalone ws-server with the default event types.

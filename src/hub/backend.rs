@@ -174,6 +174,16 @@ impl Backend {
         &self.webhooks
     }
 
+    /// `user_connected` / `user_disconnected`: the member info with the
+    /// session's id on this replica (several sessions of one user may be
+    /// open at once, on several replicas).
+    pub(super) fn session_event(&self, kind: EventType, user: &str, session: u64, info: &[u8]) {
+        if self.webhooks.wants(kind) {
+            let fields = serde_json::json!({ "session": session });
+            self.webhooks.emit(kind, user, &with_fields(&fields, info));
+        }
+    }
+
     pub fn settings(&self) -> &RoomSettings {
         &self.settings
     }

@@ -4,10 +4,12 @@
 //! Shedding (a drain, rebalancing) closes the oldest sessions first: a
 //! client that just moved here is not moved again.
 
-use super::backend::Control;
+use super::Hub;
+use super::backend::{CONTROL_TOPIC, Control};
 use super::mailbox::{Mailbox, Outbound, try_queue};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// User to the ids and mailboxes of its sessions here.
@@ -130,4 +132,24 @@ impl Connected {
         }
         sessions.len()
     }
+}
+
+/// How often a hub that could not subscribe the control topic tries again.
+const CONTROL_RETRY: Duration = Duration::from_secs(1);
+
+/// Listens on the control topic, retrying until the backend answers: only
+/// a server with sessions has anything for its commands to act on.
+pub(super) fn listen_for_control(hub: &Arc<Hub>) {
+    let hub = Arc::downgrade(hub);
+    tokio::spawn(async move {
+        loop {
+            let Some(hub) = hub.upgrade() else { return };
+            match hub.log.subscribe(CONTROL_TOPIC).await {
+                Ok(()) => return,
+                Err(err) => tracing::debug!(%err, "control topic not subscribed yet"),
+            }
+            drop(hub);
+            tokio::time::sleep(CONTROL_RETRY).await;
+        }
+    });
 }

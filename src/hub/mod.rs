@@ -47,8 +47,8 @@ pub use session::Session;
 
 use crate::broadcast::{self, Broadcast, From, LeaveReason, Presence};
 use crate::redis::RedisSettings;
-use crate::webhooks::{EventType, Webhooks, event::with_fields};
-use backend::{CONTROL_TOPIC, topic};
+use crate::webhooks::{EventType, Webhooks};
+use backend::topic;
 use bytes::Bytes;
 use local::{Local, Stats};
 use mailbox::Mailbox;
@@ -56,12 +56,8 @@ use metrics::Metrics;
 use session::JoinedRooms;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::MemberInfo;
-
-/// How often a hub that could not subscribe the control topic tries again.
-const CONTROL_RETRY: Duration = Duration::from_secs(1);
 
 /// What the hub enforces, whatever the door.
 #[derive(Debug, Clone)]
@@ -150,7 +146,7 @@ impl Hub {
             next_session: AtomicU64::new(1),
         });
         repair::spawn(&hub);
-        listen_for_control(&hub);
+        connected::listen_for_control(&hub);
         hub
     }
 
@@ -306,17 +302,6 @@ impl Hub {
         }
     }
 
-    /// `user_connected` / `user_disconnected`: the member info with the
-    /// session's id on this replica (several sessions of one user may be
-    /// open at once, on several replicas).
-    fn session_event(&self, kind: EventType, user: &str, session: u64, info: &[u8]) {
-        let webhooks = self.webhooks();
-        if webhooks.wants(kind) {
-            let fields = serde_json::json!({ "session": session });
-            webhooks.emit(kind, user, &with_fields(&fields, info));
-        }
-    }
-
     /// Undoes a join: local membership, subscription and presence.
     async fn forget(&self, session: &Session, room: &RoomName, reason: LeaveReason) {
         let topic = topic(room);
@@ -396,23 +381,6 @@ impl Hub {
             messages_out: metrics.messages_out.get(),
         }
     }
-}
-
-/// Listens on the control topic, retrying until the backend answers: only
-/// a server with sessions has anything for its commands to act on.
-fn listen_for_control(hub: &Arc<Hub>) {
-    let hub = Arc::downgrade(hub);
-    tokio::spawn(async move {
-        loop {
-            let Some(hub) = hub.upgrade() else { return };
-            match hub.log.subscribe(CONTROL_TOPIC).await {
-                Ok(()) => return,
-                Err(err) => tracing::debug!(%err, "control topic not subscribed yet"),
-            }
-            drop(hub);
-            tokio::time::sleep(CONTROL_RETRY).await;
-        }
-    });
 }
 
 #[cfg(test)]

@@ -95,6 +95,15 @@ impl Receiver {
         format!("http://{}/hook", self.addr)
     }
 
+    /// ws-server and grpc-server flags sending every event type here.
+    pub fn flags(&self, secret: &str) -> Vec<String> {
+        ["--webhook-url", &self.url(), "--webhook-secret", secret]
+            .into_iter()
+            .chain(["--webhook-events", "all"])
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The next requests are answered with these statuses, then 200 again.
     pub fn answer_next(&self, statuses: &[u16]) {
         self.shared.lock().unwrap().plan.extend(statuses);
@@ -176,4 +185,26 @@ fn receive(shared: &Mutex<Shared>, secret: &[u8], headers: &HeaderMap, body: &[u
 /// The events of `kind` among `events`.
 pub fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+/// The acknowledged events about `room`, as (type, user, reason) lines.
+pub fn room_story(events: &[Value], room: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["data"]["room"] == room)
+        .map(|e| {
+            let data = &e["data"];
+            match e["type"].as_str().unwrap() {
+                "message" => format!("message {}", data["message"].as_str().unwrap()),
+                kind => format!(
+                    "{kind} {}{}",
+                    data["name"].as_str().unwrap_or_default(),
+                    data["reason"]
+                        .as_str()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            }
+        })
+        .collect()
 }
