@@ -9,7 +9,6 @@ use axum::extract::State;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Rooms the answer names, busiest first.
 const BUSIEST: usize = 10;
@@ -21,10 +20,7 @@ pub(super) async fn cluster(State(state): State<ApiState>, Body(body): Body) -> 
     let hub = &state.hub;
     let mut reports = hub.replicas().await?;
     reports.sort_by(|a, b| a.server.cmp(&b.server));
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
+    let now_ms = crate::broadcast::unix_ms();
     // Local member counts summed over the replicas: which rooms are busy.
     let mut local: HashMap<&str, u64> = HashMap::new();
     let replicas: Vec<Value> = reports

@@ -310,6 +310,12 @@ async fn connect_both(
     })
 }
 
+/// Milliseconds since the Unix epoch: replicas' reports, webhook queue
+/// times, the operator's page.
+pub(crate) fn unix_ms() -> u64 {
+    now_micros() / 1000
+}
+
 /// Microseconds since the Unix epoch, the clock message ids follow.
 pub(crate) fn now_micros() -> u64 {
     SystemTime::now()

@@ -6,7 +6,7 @@
 use crate::door::DoorState;
 use crate::hub::{ReplicaReport, backend::ReplicaStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How often the report is written when rebalancing does not.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -25,10 +25,7 @@ pub struct StatusSource {
 impl StatusSource {
     pub fn new(with_redis: bool) -> Self {
         Self {
-            started_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64,
+            started_ms: crate::broadcast::unix_ms(),
             rtt_us: AtomicU64::new(0),
             with_redis,
         }

@@ -5,9 +5,10 @@
 use super::metrics::WebhookMetrics;
 use super::post::Poster;
 use super::queue::{Cursor, Entry, PARTITIONS, Queue};
+use crate::broadcast::unix_ms;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -346,13 +347,6 @@ fn shown(url: &hyper::Uri) -> String {
     let host = url.host().unwrap_or("?");
     let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
     format!("{host}{port}{}", url.path())
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 #[cfg(test)]

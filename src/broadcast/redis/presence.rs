@@ -32,7 +32,7 @@ use fred::types::scripts::Script;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const PRESENCE_LUA: &str = include_str!("presence.lua");
 
@@ -374,9 +374,5 @@ fn split_entry(value: &Bytes) -> Option<(&str, Bytes)> {
 /// candidates here; whether one is dead is its heartbeat key's TTL in
 /// Redis, so a skewed clock delays a sweep by the skew, never fakes one.
 fn unix_ms(ago: u64) -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    now.saturating_sub(ago)
+    crate::broadcast::unix_ms().saturating_sub(ago)
 }

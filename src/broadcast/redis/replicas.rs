@@ -8,17 +8,10 @@
 //! (or alive) for the skew.
 
 use super::keys;
-use crate::broadcast::BroadcastError;
+use crate::broadcast::{BroadcastError, unix_ms};
 use bytes::Bytes;
 use fred::prelude::*;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
+use std::time::Duration;
 
 pub(super) async fn report(
     client: &Client,

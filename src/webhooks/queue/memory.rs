@@ -2,6 +2,7 @@
 //! other replica to deliver them anyway). Bounded like the Redis queues.
 
 use super::{Cursor, Entry, PARTITIONS, Queue, QueueError};
+use crate::broadcast::unix_ms;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -33,13 +34,6 @@ impl MemoryQueue {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 #[async_trait]
