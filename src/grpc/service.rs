@@ -78,15 +78,17 @@ impl UserService {
             "updated" => EventType::UserUpdated,
             _ => EventType::UserDeleted,
         };
-        let data = serde_json::json!({
-            "id": user.id,
-            "name": user.name,
-            "email": user.email,
-            "created_at": user.created_at,
-        });
         // Keyed by the user: one user's changes arrive in order.
         let key = format!("user:{}", user.id);
-        self.rooms.webhooks().emit_value(kind, &key, &data);
+        self.rooms.webhooks().emit(kind, &key, || {
+            let data = serde_json::json!({
+                "id": user.id,
+                "name": user.name,
+                "email": user.email,
+                "created_at": user.created_at,
+            });
+            serde_json::to_vec(&data).expect("event data always serialises")
+        });
     }
 }
 

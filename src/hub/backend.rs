@@ -178,10 +178,9 @@ impl Backend {
     /// session's id on this replica (several sessions of one user may be
     /// open at once, on several replicas).
     pub(super) fn session_event(&self, kind: EventType, user: &str, session: u64, info: &[u8]) {
-        if self.webhooks.wants(kind) {
-            let fields = serde_json::json!({ "session": session });
-            self.webhooks.emit(kind, user, &with_fields(&fields, info));
-        }
+        self.webhooks.emit(kind, user, || {
+            with_fields(&serde_json::json!({ "session": session }), info)
+        });
     }
 
     pub fn settings(&self) -> &RoomSettings {
@@ -248,10 +247,9 @@ impl Backend {
             .publish_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.messages_in.inc();
-        if self.webhooks.wants(EventType::Message) {
-            let data = with_fields(&serde_json::json!({ "id": id }), &payload);
-            self.webhooks.emit(EventType::Message, room.as_str(), &data);
-        }
+        self.webhooks.emit(EventType::Message, room.as_str(), || {
+            with_fields(&serde_json::json!({ "id": id }), &payload)
+        });
         Ok(id)
     }
 
@@ -330,15 +328,16 @@ fn member_events(webhooks: &Arc<Webhooks>) -> PresenceWatch {
         let Some(room) = topic.strip_prefix(TOPIC_PREFIX) else {
             return;
         };
-        let (kind, fields) = match change {
-            Change::Joined => (EventType::MemberJoined, serde_json::json!({ "room": room })),
-            Change::Left(reason) => (
-                EventType::MemberLeft,
-                serde_json::json!({ "room": room, "reason": reason.as_str() }),
-            ),
+        let kind = match change {
+            Change::Joined => EventType::MemberJoined,
+            Change::Left(_) => EventType::MemberLeft,
         };
-        if webhooks.wants(kind) {
-            webhooks.emit(kind, room, &with_fields(&fields, info));
-        }
+        webhooks.emit(kind, room, || {
+            let mut fields = serde_json::json!({ "room": room });
+            if let Change::Left(reason) = change {
+                fields["reason"] = reason.as_str().into();
+            }
+            with_fields(&fields, info)
+        });
     })
 }

@@ -156,21 +156,20 @@ impl Webhooks {
         }))
     }
 
-    /// Whether events of this type are sent (so the caller can skip
-    /// building them).
-    pub fn wants(&self, kind: EventType) -> bool {
+    fn wants(&self, kind: EventType) -> bool {
         self.wanted & kind.bit() != 0
     }
 
     /// Queues an event about `key` (a room, or a user: events of one key
-    /// are delivered in order); `data` is its JSON value.
-    pub fn emit(&self, kind: EventType, key: &str, data: &[u8]) {
+    /// are delivered in order). `data` builds its JSON value, and is only
+    /// called for a type that is sent.
+    pub fn emit(&self, kind: EventType, key: &str, data: impl FnOnce() -> Vec<u8>) {
         if !self.wants(kind) {
             return;
         }
         let Some(sender) = &self.sender else { return };
         let id = event::new_id();
-        let body = event::body(&id, kind, data);
+        let body = event::body(&id, kind, &data());
         let pending = Pending {
             partition: queue::partition(key),
             id,
@@ -184,14 +183,6 @@ impl Webhooks {
                 kind = kind.as_str(),
                 "webhook event dropped: {PENDING} events wait for the queue (Redis unreachable?)"
             );
-        }
-    }
-
-    /// [`Webhooks::emit`] of a serialisable value.
-    pub fn emit_value(&self, kind: EventType, key: &str, data: &impl serde::Serialize) {
-        if self.wants(kind) {
-            let data = serde_json::to_vec(data).expect("event data always serialises");
-            self.emit(kind, key, &data);
         }
     }
 
