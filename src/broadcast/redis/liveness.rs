@@ -3,22 +3,29 @@
 //! Redis again, so listing a busy room's presence costs no lookups.
 
 use super::keys;
-use super::presence::PRESENCE_TTL;
 use fred::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// Far below [`PRESENCE_TTL`], which a death takes anyway to show.
+/// Far below the presence TTL, which a death takes anyway to show.
 const ALIVE_CACHE: Duration = Duration::from_secs(1);
 
-#[derive(Default)]
 pub(super) struct Liveness {
     /// Instances found alive, and when. A std mutex: never held across an
     /// await.
     alive: std::sync::Mutex<HashMap<String, Instant>>,
+    /// How long a heartbeat key lives: an entry older is of no use.
+    ttl: Duration,
 }
 
 impl Liveness {
+    pub(super) fn new(ttl: Duration) -> Self {
+        Self {
+            alive: std::sync::Mutex::default(),
+            ttl,
+        }
+    }
+
     /// Which of these other instances are dead: their heartbeat key is gone.
     /// One that cannot be checked counts as alive.
     pub(super) async fn dead_among(
@@ -42,7 +49,7 @@ impl Liveness {
         });
         let checked = futures_util::future::join_all(checks).await;
         let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
-        alive.retain(|_, at| now - *at <= PRESENCE_TTL);
+        alive.retain(|_, at| now - *at <= self.ttl);
         let mut dead = Vec::new();
         for (instance, exists) in checked {
             if exists {

@@ -100,7 +100,7 @@ impl RedisPresence {
                 .collect(),
             local: PresenceMap::default(),
             publish: log.publish_command(),
-            liveness: Liveness::default(),
+            liveness: Liveness::new(PRESENCE_TTL),
             beating: AtomicBool::new(false),
             keeps_members,
             doubts: Doubts::default(),
