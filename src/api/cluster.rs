@@ -3,17 +3,14 @@
 //! `curl`): whichever replica answers, the view is the cluster's.
 
 use super::ApiState;
-use super::handlers::{Answer, Body, parse_empty};
+use super::handlers::{Answer, Body, parse_empty, with_members};
 use axum::Json;
 use axum::extract::State;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// Rooms the answer names, busiest first.
 const BUSIEST: usize = 10;
-/// Presence reads in flight while counting the busiest rooms' members.
-const PRESENCE_READS: usize = 8;
 
 pub(super) async fn cluster(State(state): State<ApiState>, Body(body): Body) -> Answer {
     parse_empty(&body)?;
@@ -59,16 +56,13 @@ pub(super) async fn cluster(State(state): State<ApiState>, Body(body): Body) -> 
         .collect();
     busiest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     busiest.truncate(BUSIEST);
-    let rooms: Vec<Value> = futures_util::stream::iter(busiest)
-        .map(|(name, sessions)| async move {
-            let room = hub.rules().room(&name).ok()?;
-            let members = hub.room_presence(&room).await.ok().map(|m| m.len());
-            Some(json!({"room": name, "members": members, "sessions": sessions}))
+    let rooms: Vec<Value> = with_members(&state, busiest)
+        .await
+        .into_iter()
+        .map(|(name, sessions, members)| {
+            json!({"room": name, "members": members, "sessions": sessions})
         })
-        .buffered(PRESENCE_READS)
-        .filter_map(|room| async move { room })
-        .collect()
-        .await;
+        .collect();
     Ok(Json(json!({
         "server": hub.settings().server_id,
         "replicas": replicas,

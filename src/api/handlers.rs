@@ -242,20 +242,37 @@ pub(super) fn parse_empty(body: &[u8]) -> Result<(), ApiError> {
 pub(super) async fn rooms(State(state): State<ApiState>, Body(body): Body) -> Answer {
     parse_empty(&body)?;
     let hub = &state.hub;
-    let rooms = futures_util::stream::iter(hub.local_rooms())
-        .map(|(name, local)| async move {
-            let room = hub.rules().room(&name).ok()?;
-            let total = hub.room_presence(&room).await.ok().map(|m| m.len());
-            Some(json!({"room": name, "local_members": local, "total_members": total}))
+    let rooms: Vec<Value> = with_members(&state, hub.local_rooms())
+        .await
+        .into_iter()
+        .map(|(name, local, total)| {
+            json!({"room": name, "local_members": local, "total_members": total})
         })
-        .buffered(PRESENCE_READS)
-        .filter_map(|room| async move { room })
-        .collect::<Vec<Value>>()
-        .await;
+        .collect();
     Ok(Json(json!({
         "server": hub.settings().server_id,
         "rooms": rooms,
     })))
+}
+
+/// Each room with its member count on every replica (from presence, a
+/// few reads at a time; `None` where presence could not be read), in the
+/// order given; names that are not rooms are left out.
+pub(super) async fn with_members<T>(
+    state: &ApiState,
+    rooms: Vec<(String, T)>,
+) -> Vec<(String, T, Option<usize>)> {
+    let hub = &state.hub;
+    futures_util::stream::iter(rooms)
+        .map(|(name, extra)| async move {
+            let room = hub.rules().room(&name).ok()?;
+            let members = hub.room_presence(&room).await.ok().map(|m| m.len());
+            Some((name, extra, members))
+        })
+        .buffered(PRESENCE_READS)
+        .filter_map(|room| async move { room })
+        .collect()
+        .await
 }
 
 pub(super) async fn stats(State(state): State<ApiState>, Body(body): Body) -> Answer {
