@@ -11,8 +11,7 @@ use bytes::Bytes;
 use common::faults::{Fault, FaultyLink};
 use common::topology::RedisCluster;
 use common::*;
-use rtchat::broadcast::{self, Broadcast, BroadcastError, From, HistoryPolicy};
-use rtchat::redis::RedisSettings;
+use rtchat::broadcast::{Broadcast, BroadcastError, From, HistoryPolicy};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,18 +24,11 @@ const TOPICS: usize = 4;
 const WARM_UP: &str = "warm-up";
 
 async fn log(url: String) -> Arc<dyn Broadcast> {
-    let settings = RedisSettings {
-        url,
-        timeout: Duration::from_secs(5),
-        wait_replicas: 0,
-    };
     let policy = HistoryPolicy {
         max_len: 1000,
         max_age: Duration::from_secs(3600),
     };
-    broadcast::connect(Some(&settings), policy, Arc::new(|_| {}))
-        .await
-        .expect("connects")
+    in_process::redis_log(url, policy).await
 }
 
 /// Script calls Redis ran so far, summed over the given servers.
@@ -211,20 +203,6 @@ async fn a_publish_that_fails_inside_a_group_fails_alone() {
         .unwrap()
         .messages;
     assert_eq!(log_entries, stored);
-}
-
-/// An idle room's keys expire: the meta hash too, from its first message
-/// (it once got its expiry only at the first renewal, half the age later,
-/// so a room with one message kept its meta hash for good).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_rooms_log_and_meta_hash_expire_from_the_first_message() {
-    let redis = Redis::start();
-    let log = log(redis.url()).await;
-    log.publish("once", Bytes::from("only")).await.unwrap();
-    for key in ["rtchat:log:{once}", "rtchat:meta:{once}"] {
-        let ttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
-        assert!(ttl > 0, "{key} expires (PTTL {ttl})");
-    }
 }
 
 /// A poster that goes away while its publish is on its way (a server API

@@ -112,3 +112,19 @@ pub async fn replica(with_redis: bool, extra: &[&str]) -> (Option<Redis>, Server
     let server = Server::ws("server-1", redis.as_ref(), extra).await;
     (redis, server)
 }
+
+/// The broadcast the servers use, on the Redis at `url`, with no one
+/// listening: for tests of the room log itself.
+pub async fn redis_log(
+    url: String,
+    policy: rtchat::broadcast::HistoryPolicy,
+) -> std::sync::Arc<dyn rtchat::broadcast::Broadcast> {
+    let settings = rtchat::redis::RedisSettings {
+        url,
+        timeout: std::time::Duration::from_secs(5),
+        wait_replicas: 0,
+    };
+    rtchat::broadcast::connect(Some(&settings), policy, std::sync::Arc::new(|_| {}))
+        .await
+        .expect("connects")
+}

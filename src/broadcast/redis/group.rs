@@ -180,11 +180,11 @@ impl Committer {
 
     /// One script call for posts whose keys share a shard (or a slot).
     async fn commit(&self, posts: Vec<(Post, Reply)>) {
-        let mut keys = Vec::with_capacity(posts.len() * 3);
+        let mut keys = Vec::with_capacity(posts.len() * 2);
         let mut args = Vec::with_capacity(1 + posts.len() * 5);
         args.push(Value::from(super::publish_command(self.sharded)));
         for (post, _) in &posts {
-            keys.extend(keys::log(&post.topic));
+            keys.push(keys::log(&post.topic));
             if let Some(key) = &post.idempotency_key {
                 keys.push(keys::idempotency(&post.topic, key));
             }

@@ -4,7 +4,7 @@
 //! On Redis Cluster a script may only touch keys of one hash slot, and a
 //! sharded channel lives on the shard of its slot. So every key and the
 //! channel of one topic carry the topic as their hash tag (`{topic}`):
-//! a topic's log, meta hash, presence and channel share a slot, and topics
+//! a topic's log, presence and channel share a slot, and topics
 //! spread over all shards. Topics never contain braces (room names are
 //! validated), so the tag is always the whole topic.
 
@@ -20,13 +20,9 @@ pub fn topic_of(channel: &str) -> Option<&str> {
 
 const CHANNEL_PREFIX: &str = "rtchat:chan:{";
 
-/// The log scripts' KEYS: the stream, then its meta hash (`start`, `last`,
-/// `trimmed`, `oldest`, `len`, `renewed`).
-pub fn log(topic: &str) -> Vec<String> {
-    vec![
-        format!("rtchat:log:{{{topic}}}"),
-        format!("rtchat:meta:{{{topic}}}"),
-    ]
+/// A topic's log: one stream, its only key (see log.lua).
+pub fn log(topic: &str) -> String {
+    format!("rtchat:log:{{{topic}}}")
 }
 
 /// What a publish with an idempotency key left behind: its id. The topic
@@ -67,8 +63,7 @@ mod tests {
     fn a_topic_and_its_channel_share_one_slot() {
         let topic = "room:general";
         let slot = redis_keyslot(channel(topic).as_bytes());
-        let keys = [presence(topic), idempotency(topic, "{x}")];
-        for key in log(topic).into_iter().chain(keys) {
+        for key in [log(topic), presence(topic), idempotency(topic, "{x}")] {
             assert_eq!(redis_keyslot(key.as_bytes()), slot, "{key}");
         }
         assert_eq!(slot, redis_keyslot(topic.as_bytes()));

@@ -1,6 +1,6 @@
-//! Broadcast through Redis: each topic's log is a Redis stream plus a small
-//! meta hash, written and published by one Lua script so that log order and
-//! delivery order agree on every replica.
+//! Broadcast through Redis: each topic's log is a Redis stream, written and
+//! published by one Lua script so that log order and delivery order agree
+//! on every replica.
 //!
 //! Two connections: one for commands, one dedicated subscriber (a
 //! subscribed connection cannot run other commands). Both reconnect by
@@ -42,8 +42,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::broadcast::error::RecvError;
 
-const PUBLISH_LUA: &str = concat!(include_str!("trim.lua"), include_str!("publish.lua"));
-const REPLAY_LUA: &str = concat!(include_str!("trim.lua"), include_str!("replay.lua"));
+const PUBLISH_LUA: &str = concat!(include_str!("log.lua"), include_str!("publish.lua"));
+const REPLAY_LUA: &str = concat!(include_str!("log.lua"), include_str!("replay.lua"));
 
 /// Capacity of fred's pub/sub fan-in channel. The reader task drains it
 /// without awaiting anyone, so this only has to absorb scheduling hiccups

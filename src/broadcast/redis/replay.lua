@@ -1,56 +1,76 @@
 -- Reads a topic's log, deciding atomically whether a `since` can be
--- recovered from. A topic without a log gets one, empty, positioned at the
--- current time (ids are microseconds), so that every reader has a position
--- to resume from: the next id is above it, and a log lost with Redis
--- restarts above it too, which `start` then tells apart.
--- KEYS[1] log stream, KEYS[2] log meta hash
+-- recovered from. A topic without a log gets one holding only a marker at
+-- the current time (ids are microseconds), so that every reader has a
+-- position to resume from: the next id is above it, and a log lost with
+-- Redis restarts above it too.
+-- KEYS[1] log stream
 -- ARGV[1] 'position' | 'since' | 'last', ARGV[2] the id or count,
 -- ARGV[3] max age (us), ARGV[4] max length
 -- Returns {recovered (0|1), position, id1, payload1, id2, payload2, ...}
-local mode = ARGV[1]
-local meta = redis.call('HMGET', KEYS[2], 'last', 'oldest', 'start')
-local last = meta[1]
-local now = now_micros()
-if not last then
-  local sid = string.format('%.0f', now)
-  redis.call('HSET', KEYS[2], 'start', sid, 'last', sid, 'oldest', sid)
-  redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[3]) / 1000))
+--
+-- A `since` is recovered from when it is the position, or an entry still
+-- in the log with at most max length entries after it: trims only ever cut
+-- the oldest entries, so every entry after one still present is present.
+-- A `since` not in the log was trimmed (so may the entries after it), or
+-- comes from a log that Redis lost, or from the future: not recovered.
+local mode, log = ARGV[1], KEYS[1]
+local age, max_len = tonumber(ARGV[3]), tonumber(ARGV[4])
+local time = redis.call('TIME')
+local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+if #top == 0 then
+  local sid = add(log, max_len, time[1] .. ('000000'):sub(#time[2] + 1) .. time[2], 'm', '')
+  redis.call('PEXPIRE', log, math.ceil(age * 1.5 / 1000))
   if mode == 'since' then return {0, sid} end
   return {1, sid}
 end
+local position = id_of(top[1][1])
 if mode == 'position' then
-  return {1, last}
+  return {1, position}
 end
--- Without a length to keep, trim knows the length only when it cut.
-local cut = trim(KEYS[1], KEYS[2], nil, nil, now - tonumber(ARGV[3]), tonumber(meta[2]), now)
-if cut then
-  redis.call('HSET', KEYS[2], 'len', cut)
+-- Entries past the age limit go, all but the newest (the position), which
+-- readers do not see either.
+local keep_from = tonumber(time[1]) * 1000000 + tonumber(time[2]) - age
+local newest = tonumber(position)
+if keep_from > 0 then
+  redis.call('XTRIM', log, 'MINID', string.format('%.0f', math.min(keep_from, newest)) .. '-0')
 end
-local max_len = tonumber(ARGV[4])
+local out = {1, position}
 local entries
 if mode == 'last' then
-  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', math.min(tonumber(ARGV[2]), max_len))
-  local n = #entries
-  for i = 1, math.floor(n / 2) do
-    entries[i], entries[n - i + 1] = entries[n - i + 1], entries[i]
+  local n = math.min(tonumber(ARGV[2]), max_len)
+  entries = {}
+  if n > 0 then
+    -- One more, for the marker that may be among them.
+    local newest_first = redis.call('XREVRANGE', log, '+', '-', 'COUNT', n + 1)
+    for i = #newest_first, 1, -1 do
+      local entry = newest_first[i]
+      if entry[2][1] == 'p' and tonumber(id_of(entry[1])) >= keep_from then
+        entries[#entries + 1] = entry
+      end
+    end
+    if #entries > n then
+      table.remove(entries, 1)
+    end
   end
 else
-  local since = tonumber(ARGV[2])
-  local start = tonumber(meta[3])
-  local trimmed = tonumber(redis.call('HGET', KEYS[2], 'trimmed') or '0')
-  if since < start or since > tonumber(last) or since < trimmed then
-    return {0, last}
+  local since = ARGV[2]
+  if since == position then
+    return out
   end
-  -- One more than the limit tells whether all of them are within it: the
-  -- log may hold a few past it (trim.lua), which readers must not see.
-  entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2] .. '-0', '+', 'COUNT', max_len + 1)
-  if #entries > max_len then
-    return {0, last}
+  if tonumber(since) > newest then
+    return {0, position}
   end
+  -- The since entry itself, then one more than the limit tells whether all
+  -- that follow are within it (a log written with a larger limit may hold
+  -- more).
+  entries = redis.call('XRANGE', log, since .. '-0', '+', 'COUNT', max_len + 2)
+  if #entries == 0 or id_of(entries[1][1]) ~= since or #entries > max_len + 1 then
+    return {0, position}
+  end
+  table.remove(entries, 1)
 end
-local out = {1, last}
 for _, entry in ipairs(entries) do
-  out[#out + 1] = string.match(entry[1], '^(%d+)')
+  out[#out + 1] = id_of(entry[1])
   out[#out + 1] = entry[2][2]
 end
 return out
