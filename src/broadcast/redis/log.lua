@@ -25,19 +25,19 @@ end
 -- Appends an entry at `sid`, or just past the log's newest id when `sid`
 -- is not above it; returns the id used.
 --
--- The log keeps max_len + 1 entries, so that a `since` at the oldest still
--- finds itself with max_len after it. It may grow to max_len / 16 past
--- that before it is cut back: one XTRIM that many messages apart costs
--- Redis less than an exact cut in every XADD (measured: 4.0 against 2.5
--- µs a message). The new entry always stays.
+-- The log keeps at least max_len + 1 entries, so that a `since` at the
+-- oldest still finds itself with max_len after it, and the new one always
+-- stays. XADD cuts it back itself, by whole nodes (`~`): a few dozen
+-- entries more, 4 KiB at most by Redis's default node size, that readers
+-- never see, for no extra call and no cut inside a node (an exact cut
+-- cost 4.0 against 2.3 µs a message, a length check and a cut now and
+-- then one call more).
 local function add(log, max_len, sid, field, value)
-  local added = redis.pcall('XADD', log, sid .. '-0', field, value)
+  local keep = max_len + 1
+  local added = redis.pcall('XADD', log, 'MAXLEN', '~', keep, sid .. '-0', field, value)
   if type(added) == 'table' and added.err then
     sid = after_last(log)
-    redis.call('XADD', log, sid .. '-0', field, value)
-  end
-  if redis.call('XLEN', log) > max_len + 1 + math.floor(max_len / 16) then
-    redis.call('XTRIM', log, 'MAXLEN', max_len + 1)
+    redis.call('XADD', log, 'MAXLEN', '~', keep, sid .. '-0', field, value)
   end
   return sid
 end

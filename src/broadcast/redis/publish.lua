@@ -14,10 +14,10 @@
 -- that message alone (the others go on).
 --
 -- Every Redis call a script makes costs Redis about a microsecond, and so
--- does a little string work in Lua, so the usual message makes four calls
--- (XADD, XLEN, PEXPIRE, PUBLISH) beside the group's one TIME, and reads
--- nothing else: the log is the stream alone (replay.lua says how `since`
--- is decided from it).
+-- does a little string work in Lua, so the usual message makes three
+-- calls (XADD, which also cuts the log back, PEXPIRE and PUBLISH) beside
+-- the group's one TIME, and reads nothing: the log is the stream alone
+-- (replay.lua says how `since` is decided from it).
 local publish = ARGV[1]
 -- The group's messages are stamped now, now + 1 µs, ... in order, so that
 -- on one Redis no two messages share an id even across rooms (as when each
