@@ -76,7 +76,7 @@ pub fn builder(redis: &RedisSettings) -> anyhow::Result<Builder> {
 /// queue behind each other in Redis, and each after the first finds the
 /// replicas mostly caught up. The error says how many acknowledged.
 pub async fn wait_for_replicas(
-    client: &impl ClientLike,
+    client: &Client,
     redis: &RedisSettings,
     tag: &str,
 ) -> Result<(), String> {

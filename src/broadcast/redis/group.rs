@@ -20,7 +20,6 @@ use super::{keys, wire};
 use crate::broadcast::BroadcastError;
 use crate::redis::RedisSettings;
 use bytes::Bytes;
-use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use std::collections::VecDeque;
@@ -77,7 +76,7 @@ struct State {
 }
 
 impl Publisher {
-    pub fn new(client: SubscriberClient, settings: RedisSettings, sharded: bool) -> Self {
+    pub fn new(client: Client, settings: RedisSettings, sharded: bool) -> Self {
         Self(Arc::new(Shared {
             committer: Committer {
                 client,
@@ -163,11 +162,7 @@ impl Shared {
 }
 
 struct Committer {
-    /// The replica's subscriber connection (RESP3, which runs commands
-    /// while subscribed): Redis writes a publish's answer into the same
-    /// buffer as the message it pushes to this replica, one write instead
-    /// of two on two connections.
-    client: SubscriberClient,
+    client: Client,
     settings: RedisSettings,
     sharded: bool,
     script: Script,
@@ -201,7 +196,10 @@ impl Committer {
                 Value::Integer(i64::from(post.idempotency_key.is_some())),
             ]);
         }
-        let reply = self.evalsha(keys, args).await;
+        let reply: Result<Vec<Value>, Error> = self
+            .script
+            .evalsha_with_reload(&self.client, keys, args)
+            .await;
         let answers = match reply {
             Ok(ids) if ids.len() == posts.len() => {
                 ids.iter().map(wire::parse_group_entry).collect()
@@ -229,27 +227,6 @@ impl Committer {
             };
             // The poster may have gone (its socket closed): nothing to tell.
             let _ = reply.send(answer);
-        }
-    }
-}
-
-impl Committer {
-    /// `EVALSHA`, loading the script first where Redis does not know it
-    /// (a restarted or failed-over Redis).
-    async fn evalsha(&self, keys: Vec<String>, args: Vec<Value>) -> Result<Vec<Value>, Error> {
-        let sha = self.script.sha1().clone();
-        match self
-            .client
-            .evalsha(sha.clone(), keys.clone(), args.clone())
-            .await
-        {
-            Err(err) if err.details().starts_with("NOSCRIPT") => {
-                self.client
-                    .script_load_cluster::<(), _>(super::PUBLISH_LUA)
-                    .await?;
-                self.client.evalsha(sha, keys, args).await
-            }
-            reply => reply,
         }
     }
 }

@@ -2,12 +2,11 @@
 //! published by one Lua script so that log order and delivery order agree
 //! on every replica.
 //!
-//! Two connections: one for commands, and the subscriber, which speaks
-//! RESP3 so that it also carries the publishes (their answers and the
-//! messages pushed back to this replica come in one write). Both reconnect
-//! by themselves; after the subscriber reconnects it resubscribes every
-//! topic and bumps [`Broadcast::resumed`] so callers can read back what
-//! was published while it was away (Redis pub/sub does not keep it).
+//! Two connections: one for commands, one dedicated subscriber (a
+//! subscribed connection cannot run other commands). Both reconnect by
+//! themselves; after the subscriber reconnects it resubscribes every topic
+//! and bumps [`Broadcast::resumed`] so callers can read back what was
+//! published while it was away (Redis pub/sub does not keep it).
 //!
 //! - `group`: publishes sent to Redis in groups (group commit).
 //! - [`keys`]: key and channel names.
@@ -95,17 +94,14 @@ impl RedisBroadcast {
     ) -> anyhow::Result<Self> {
         let mut builder = crate::redis::builder(redis)?;
         let client = builder.build()?;
-        builder
-            .with_performance_config(|perf| perf.broadcast_channel_capacity = PUBSUB_CAPACITY)
-            .with_config(|config| config.version = fred::types::RespVersion::RESP3);
+        builder.with_performance_config(|perf| perf.broadcast_channel_capacity = PUBSUB_CAPACITY);
         let subscriber = builder.build_subscriber_client()?;
         let connected = crate::redis::connect(&[&client, &subscriber]).await;
         let commands_work = Arc::new(AtomicBool::new(connected && probe::probe(&client).await));
         let tasks = tokio_util::sync::CancellationToken::new();
         probe::spawn_prober(client.clone(), commands_work.clone(), tasks.clone());
 
-        let publisher =
-            group::Publisher::new(subscriber.clone(), redis.clone(), redis.is_cluster());
+        let publisher = group::Publisher::new(client.clone(), redis.clone(), redis.is_cluster());
         let this = Self {
             client,
             subscriber,
