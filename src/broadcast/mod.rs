@@ -53,6 +53,23 @@ pub enum Kind {
     Joined,
     /// A member left the topic's presence (or its replica died).
     Left,
+    /// Not for one topic: deliveries may have been lost from here on (the
+    /// subscriber reconnected, or fell behind), until `resumed` changes
+    /// and what was missed can be read back. Sent before the first
+    /// delivery that may follow the gap, so that a reader stops counting
+    /// what it got as complete before anything newer arrives.
+    Interrupted,
+}
+
+impl Envelope {
+    /// The [`Kind::Interrupted`] notice.
+    pub fn interrupted() -> Self {
+        Self {
+            topic: Arc::from(""),
+            kind: Kind::Interrupted,
+            payload: Bytes::new(),
+        }
+    }
 }
 
 /// Where a [`Broadcast::replay`] starts.

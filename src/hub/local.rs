@@ -6,7 +6,7 @@ use super::backend::CONTROL_TOPIC;
 use super::connected::Connected;
 use super::metrics::Metrics;
 use super::rooms::Rooms;
-use crate::broadcast::Deliver;
+use crate::broadcast::{Deliver, Kind};
 use std::sync::Arc;
 
 pub struct Local {
@@ -28,7 +28,9 @@ impl Local {
     pub fn deliverer(self: &Arc<Self>) -> Deliver {
         let local = self.clone();
         Arc::new(move |envelope| {
-            if &*envelope.topic == CONTROL_TOPIC {
+            if envelope.kind == Kind::Interrupted {
+                local.rooms.hold();
+            } else if &*envelope.topic == CONTROL_TOPIC {
                 local.connected.on_control(&envelope.payload);
             } else {
                 local.rooms.deliver(envelope);

@@ -145,8 +145,18 @@ impl Rooms {
         self.metrics.messages_out.inc_by(delivered);
     }
 
+    /// Deliveries may have been lost from here on: every room holds what
+    /// arrives from now until its repair, so that nothing delivered after
+    /// the gap moves the point the repair reads the log back from.
+    pub fn hold(&self) {
+        for room in self.lock().values_mut() {
+            room.held.get_or_insert_with(Vec::new);
+        }
+    }
+
     /// Starts repairing every room: returns each with the id to read the
-    /// log after. Live deliveries are held until [`Rooms::finish_repair`].
+    /// log after. Live deliveries are held until [`Rooms::finish_repair`]
+    /// (from [`Rooms::hold`] on, where the gap was announced first).
     pub fn begin_repair(&self) -> Vec<(RoomName, u64)> {
         let mut rooms = self.lock();
         rooms
@@ -221,6 +231,8 @@ fn fan_out(name: &RoomName, room: &mut Room, kind: Kind, payload: Bytes) -> u64 
             };
             Arc::new(message)
         }
+        // Handled for every room at once (`Rooms::hold`), never per room.
+        Kind::Interrupted => return 0,
         Kind::Joined | Kind::Left => {
             let info = match Utf8Bytes::try_from(payload) {
                 Ok(info) if info.as_str().starts_with('{') => info,

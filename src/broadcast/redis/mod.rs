@@ -30,7 +30,7 @@ pub mod wire;
 
 pub use presence::RedisPresence;
 
-use super::{Broadcast, BroadcastError, Deliver, From, Histories, Replay};
+use super::{Broadcast, BroadcastError, Deliver, Envelope, From, Histories, Replay};
 use crate::redis::RedisSettings;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -115,12 +115,17 @@ impl RedisBroadcast {
             commands_work,
             _tasks: tasks.clone().drop_guard(),
         };
-        this.spawn_reader(deliver);
-        let (subscriber, resumed) = (&this.subscriber, &this.resumed);
-        subscriptions::spawn_resubscriber(subscriber.clone(), this.sharded, resumed.clone());
+        this.spawn_reader(deliver.clone());
+        let renewal = subscriptions::Renewal {
+            subscriber: this.subscriber.clone(),
+            sharded: this.sharded,
+            resumed: this.resumed.clone(),
+            deliver,
+        };
         if this.sharded {
-            subscriptions::spawn_topology_watch(subscriber.clone(), resumed.clone(), tasks);
+            subscriptions::spawn_topology_watch(renewal.clone(), tasks);
         }
+        subscriptions::spawn_resubscriber(renewal);
         Ok(this)
     }
 
@@ -149,6 +154,8 @@ impl RedisBroadcast {
                             missed,
                             "pub/sub reader fell behind; recovering from the log"
                         );
+                        // Before the messages after the gap, which follow.
+                        deliver(Envelope::interrupted());
                         resumed.send_modify(|n| *n += 1);
                     }
                     Err(RecvError::Closed) => break,

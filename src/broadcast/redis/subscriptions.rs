@@ -4,6 +4,7 @@
 //! Each time all are made again, `resumed` is bumped so that rooms read
 //! back from the log what was published meanwhile.
 
+use crate::broadcast::{Deliver, Envelope};
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::util::redis_keyslot;
@@ -88,40 +89,46 @@ fn slot_table(client: &impl ClusterInterface) -> Vec<(u16, u16, String)> {
         .unwrap_or_default()
 }
 
-/// Subscribes everything again and announces it; false if that failed.
-async fn renew(
-    subscriber: &SubscriberClient,
-    sharded: bool,
-    resumed: &watch::Sender<u64>,
-    why: &str,
-) -> bool {
-    match resubscribe(subscriber, sharded).await {
-        Ok(()) => {
-            tracing::info!("{why}; topics resubscribed");
-            resumed.send_modify(|n| *n += 1);
-            true
-        }
-        Err(err) => {
-            tracing::warn!(%err, after = why, "resubscribe failed");
-            false
+/// What making every subscription again needs.
+#[derive(Clone)]
+pub struct Renewal {
+    pub subscriber: SubscriberClient,
+    pub sharded: bool,
+    pub resumed: watch::Sender<u64>,
+    pub deliver: Deliver,
+}
+
+impl Renewal {
+    /// Announces the gap, subscribes everything again and announces that;
+    /// false if that failed. The gap goes first: a subscription made again
+    /// delivers at once, and what it delivers must not pass for the
+    /// continuation of what came before.
+    async fn renew(&self, why: &str) -> bool {
+        (self.deliver)(Envelope::interrupted());
+        match resubscribe(&self.subscriber, self.sharded).await {
+            Ok(()) => {
+                tracing::info!("{why}; topics resubscribed");
+                self.resumed.send_modify(|n| *n += 1);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%err, after = why, "resubscribe failed");
+                false
+            }
         }
     }
 }
 
 /// After every reconnect of the subscriber: resubscribe, then announce.
-pub fn spawn_resubscriber(
-    subscriber: SubscriberClient,
-    sharded: bool,
-    resumed: watch::Sender<u64>,
-) {
-    let mut reconnects = subscriber.reconnect_rx();
+pub fn spawn_resubscriber(renewal: Renewal) {
+    let mut reconnects = renewal.subscriber.reconnect_rx();
     tokio::spawn(async move {
         loop {
             match reconnects.recv().await {
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             }
-            renew(&subscriber, sharded, &resumed, "Redis connection restored").await;
+            renewal.renew("Redis connection restored").await;
         }
     });
 }
@@ -131,14 +138,11 @@ pub fn spawn_resubscriber(
 /// the connection dropping, so no reconnect announces it. The subscriber's
 /// slot table is refreshed every few seconds; when it has changed, every
 /// topic is subscribed again where it now lives.
-pub fn spawn_topology_watch(
-    subscriber: SubscriberClient,
-    resumed: watch::Sender<u64>,
-    stop: tokio_util::sync::CancellationToken,
-) {
+pub fn spawn_topology_watch(renewal: Renewal, stop: tokio_util::sync::CancellationToken) {
     tokio::spawn(async move {
+        let subscriber = &renewal.subscriber;
         let mut ticks = tokio::time::interval(TOPOLOGY_CHECK);
-        let mut known = slot_table(&subscriber);
+        let mut known = slot_table(subscriber);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -147,12 +151,12 @@ pub fn spawn_topology_watch(
             if subscriber.sync_cluster().await.is_err() {
                 continue;
             }
-            let now = slot_table(&subscriber);
+            let now = slot_table(subscriber);
             if now == known {
                 continue;
             }
             // A failed renewal is tried again at the next tick.
-            known = if renew(&subscriber, true, &resumed, "Redis Cluster slots moved").await {
+            known = if renewal.renew("Redis Cluster slots moved").await {
                 now
             } else {
                 Vec::new()

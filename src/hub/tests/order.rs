@@ -287,3 +287,24 @@ async fn repair_waiting_at_its_read_back(f: &Fixture) {
         tokio::task::yield_now().await;
     }
 }
+
+/// A live message that arrives after the broadcast announced a gap (its
+/// subscriber is back, or fell behind) and before the repair reads back
+/// does not move where the repair reads from: what the gap held still
+/// arrives, in order, before it.
+#[tokio::test]
+async fn a_message_after_an_announced_gap_waits_for_the_repair() {
+    let f = fixture();
+    let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
+    let (bob, _) = f.hub.open("bob".into(), None);
+    let general = room("general");
+    f.hub
+        .join(&mut ana, &general, JoinRequest::default())
+        .await
+        .unwrap();
+    let missed = missed_by_the_replica(&f, &bob, &general, &["in the gap"]).await;
+    (f.hub.local.deliverer())(crate::broadcast::Envelope::interrupted());
+    let after = f.hub.publish(&bob, &general, "after", None).await.unwrap();
+    f.log.resumed.send_modify(|n| *n += 1);
+    assert_eq!(recv_ids(&mut ana, &ana_rx, 2).await, [missed[0], after]);
+}
