@@ -74,8 +74,15 @@ impl UpdateFeed {
     pub fn deliverer(self: &Arc<Self>) -> Deliver {
         let feed = self.clone();
         Arc::new(move |envelope: Envelope| {
-            let Kind::Message { id } = envelope.kind else {
-                return;
+            let id = match envelope.kind {
+                Kind::Message { id } => id,
+                // Held from the gap on, so that nothing after it moves
+                // where the read-back starts (see `Rooms::hold`).
+                Kind::Interrupted => {
+                    feed.lock().held.get_or_insert_with(Vec::new);
+                    return;
+                }
+                Kind::Joined | Kind::Left => return,
             };
             if &*envelope.topic != UPDATES_TOPIC {
                 return;
