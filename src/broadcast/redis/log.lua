@@ -27,11 +27,11 @@ end
 --
 -- The log keeps at least max_len + 1 entries, so that a `since` at the
 -- oldest still finds itself with max_len after it, and the new one always
--- stays. XADD cuts it back itself, by whole nodes (`~`): a few dozen
--- entries more, 4 KiB at most by Redis's default node size, that readers
--- never see, for no extra call and no cut inside a node (an exact cut
--- cost 4.0 against 2.3 µs a message, a length check and a cut now and
--- then one call more).
+-- stays. XADD cuts it back itself, by whole nodes (`~`): at most one node
+-- more (by Redis's defaults up to 100 entries or 4 KiB, or one larger
+-- message) that readers never see, for no extra call and no cut inside a
+-- node (an exact cut cost 4.0 against 2.3 µs a message; a length check
+-- with a cut now and then, one call more).
 local function add(log, max_len, sid, field, value)
   local keep = max_len + 1
   local added = redis.pcall('XADD', log, 'MAXLEN', '~', keep, sid .. '-0', field, value)
