@@ -23,20 +23,9 @@ local publish = ARGV[1]
 -- on one Redis no two messages share an id even across rooms (as when each
 -- message had a script call, and a TIME, of its own): the group takes
 -- longer than a microsecond a message, so the next group's TIME is past
--- them. A stamp's text is written from TIME's digits: Lua 5.1 prints
--- numbers of 16 digits with an exponent, and string.format cost Redis a
--- tenth of a message.
+-- them.
 local time = redis.call('TIME')
-local seconds, micros = time[1], time[2]
 local stamped = 0
-local function stamp_text(offset)
-  if offset == 0 then
-    return seconds .. ('000000'):sub(#micros + 1) .. micros
-  end
-  local u = tonumber(micros) + offset
-  local text = tostring(u % 1000000)
-  return tostring(tonumber(seconds) + math.floor(u / 1000000)) .. ('000000'):sub(#text + 1) .. text
-end
 
 local function append(log, idem, channel, payload, max_len, age)
   if idem then
@@ -45,7 +34,7 @@ local function append(log, idem, channel, payload, max_len, age)
       return seen
     end
   end
-  local sid = add(log, max_len, stamp_text(stamped), 'p', payload)
+  local sid = add(log, max_len, stamp(time, stamped), 'p', payload)
   stamped = stamped + 1
   redis.call('PEXPIRE', log, math.ceil(age * 1.5 / 1000))
   redis.call(publish, channel, sid .. ' ' .. payload)

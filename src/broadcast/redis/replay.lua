@@ -18,7 +18,7 @@ local age, max_len = tonumber(ARGV[3]), tonumber(ARGV[4])
 local time = redis.call('TIME')
 local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
 if #top == 0 then
-  local sid = add(log, max_len, time[1] .. ('000000'):sub(#time[2] + 1) .. time[2], 'm', '')
+  local sid = add(log, max_len, stamp(time, 0), 'm', '')
   redis.call('PEXPIRE', log, math.ceil(age * 1.5 / 1000))
   if mode == 'since' then return {0, sid} end
   return {1, sid}
