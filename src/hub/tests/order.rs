@@ -121,13 +121,7 @@ async fn since_then_live_has_no_gap_and_no_duplicate() {
 #[tokio::test]
 async fn repair_delivers_missed_then_held_in_order() {
     let f = fixture();
-    let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
-    let (bob, _) = f.hub.open("bob".into(), None);
-    let general = room("general");
-    f.hub
-        .join(&mut ana, &general, JoinRequest::default())
-        .await
-        .unwrap();
+    let (mut ana, ana_rx, bob, general) = ana_in_general_and_bob(&f).await;
     let before = f.hub.publish(&bob, &general, "before", None).await.unwrap();
     assert_eq!(drain(&mut ana, &ana_rx), [before]);
 
@@ -156,13 +150,7 @@ async fn repair_delivers_missed_then_held_in_order() {
 #[tokio::test]
 async fn a_resume_during_a_repair_gets_nothing_twice() {
     let f = fixture();
-    let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
-    let (bob, _) = f.hub.open("bob".into(), None);
-    let general = room("general");
-    f.hub
-        .join(&mut ana, &general, JoinRequest::default())
-        .await
-        .unwrap();
+    let (mut ana, ana_rx, bob, general) = ana_in_general_and_bob(&f).await;
     let missed = missed_by_the_replica(&f, &bob, &general, &["m1", "m2"]).await;
 
     repair_waiting_at_its_read_back(&f).await;
@@ -187,13 +175,7 @@ async fn a_resume_during_a_repair_gets_nothing_twice() {
 #[tokio::test]
 async fn a_repair_that_cannot_read_back_sends_members_to_resume() {
     let f = fixture();
-    let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
-    let (bob, _) = f.hub.open("bob".into(), None);
-    let general = room("general");
-    f.hub
-        .join(&mut ana, &general, JoinRequest::default())
-        .await
-        .unwrap();
+    let (mut ana, ana_rx, bob, general) = ana_in_general_and_bob(&f).await;
     missed_by_the_replica(&f, &bob, &general, &["missed"]).await;
     f.log.switches.fail_replay.store(true, Ordering::SeqCst);
     f.log.resumed.send_modify(|n| *n += 1);
@@ -257,6 +239,20 @@ async fn presence_events_go_to_watchers_only() {
 
 /// Publishes while pub/sub is cut: the texts reach the log, not the
 /// replica's rooms. Their ids.
+/// Ana, a member of `general`, and bob, who posts there without joining.
+async fn ana_in_general_and_bob(
+    f: &Fixture,
+) -> (Session, flume::Receiver<Outbound>, Session, RoomName) {
+    let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
+    let (bob, _) = f.hub.open("bob".into(), None);
+    let general = room("general");
+    f.hub
+        .join(&mut ana, &general, JoinRequest::default())
+        .await
+        .unwrap();
+    (ana, ana_rx, bob, general)
+}
+
 async fn missed_by_the_replica(
     f: &Fixture,
     by: &Session,
@@ -295,13 +291,7 @@ async fn repair_waiting_at_its_read_back(f: &Fixture) {
 #[tokio::test]
 async fn a_message_after_an_announced_gap_waits_for_the_repair() {
     let f = fixture();
-    let (mut ana, ana_rx) = f.hub.open("ana".into(), None);
-    let (bob, _) = f.hub.open("bob".into(), None);
-    let general = room("general");
-    f.hub
-        .join(&mut ana, &general, JoinRequest::default())
-        .await
-        .unwrap();
+    let (mut ana, ana_rx, bob, general) = ana_in_general_and_bob(&f).await;
     let missed = missed_by_the_replica(&f, &bob, &general, &["in the gap"]).await;
     (f.hub.local.deliverer())(crate::broadcast::Envelope::interrupted());
     let after = f.hub.publish(&bob, &general, "after", None).await.unwrap();
