@@ -23,7 +23,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
+    // Boxed: polled in place, the command's future (the largest of them
+    // sized for all) would otherwise sit on the main thread's stack, whose
+    // pages stay resident once touched.
+    let result = runtime.block_on(Box::pin(async move {
         match cli.command {
             Command::WsServer(args) => {
                 let settings = args.settings()?;
@@ -41,7 +44,7 @@ fn main() -> std::process::ExitCode {
             Command::Probe(args) => rtchat::probe::run(args).await,
             Command::Token(args) => args.mint().map(|token| println!("{token}")),
         }
-    });
+    }));
     // Background tasks (Redis reconnect loops, lingering sockets) must not
     // hold the exit hostage once the command itself is done.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -9,10 +9,11 @@ use tokio_tungstenite::tungstenite;
 /// buffer allocated up front) would cost over a gigabyte for 10,000 idle
 /// sockets. The read buffer only ever holds client frames, which are few
 /// (rate-limited; one frame in fans out to hundreds out) and mostly under
-/// 256 bytes; a longer one takes one `read` per 256 bytes. Measured per
-/// idle connection: 4 KiB buffers ~10 KB, 1 KiB ~5.3 KB, 256 bytes ~4.7 KB
+/// 128 bytes (a join, a short message); a longer one takes one `read` per
+/// 128 bytes. Measured per idle connection: 4 KiB buffers ~10 KB, 1 KiB
+/// ~5.3 KB, 256 bytes ~4.7 KB, 128 bytes 128 bytes less again
 /// (docs/BENCHMARKS.md).
-const READ_BUFFER_BYTES: usize = 256;
+const READ_BUFFER_BYTES: usize = 128;
 const WRITE_BUFFER_BYTES: usize = 1024;
 /// Unsent bytes allowed to pile up in a socket's write buffer before writes
 /// fail instead of buffering more.

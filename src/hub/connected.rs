@@ -44,9 +44,11 @@ impl Connected {
     }
 
     pub fn add(&self, user: &str, session: u64, mailbox: Mailbox) {
+        // Room for one: a user has one session here as a rule, and a
+        // first push would make room for four.
         self.lock()
             .entry(user.into())
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push((session, mailbox));
     }
 

@@ -47,11 +47,13 @@ const REPLAY_LUA: &str = concat!(include_str!("log.lua"), include_str!("replay.l
 
 /// Capacity of fred's pub/sub fan-in channel. The reader task drains it
 /// without awaiting anyone, so this only has to absorb scheduling hiccups
-/// (2048 is 68 ms at 30,000 messages/s); an overflow is logged and
-/// announced through `resumed`, like an outage. fred gives every one of a
-/// client's nine event channels this capacity, allocated up front, so it
-/// is set on the subscriber alone: at 16 Ki it cost 20 MB of RSS at start.
-const PUBSUB_CAPACITY: usize = 2048;
+/// (512 is 5 ms at 100,000 messages/s into one replica); an overflow is
+/// logged and announced as a gap, which the rooms repair from the log.
+/// fred gives every one of a client's nine event channels this capacity,
+/// allocated up front, so it is set on the subscriber alone: at 2,048 the
+/// nine cost 1.2 MB of a replica's 10 MiB at start, at 512 a quarter of
+/// that (docs/BENCHMARKS.md).
+const PUBSUB_CAPACITY: usize = 512;
 
 pub struct RedisBroadcast {
     client: Client,
