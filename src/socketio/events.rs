@@ -157,7 +157,7 @@ impl Connection {
             session.restrict(rule);
         }
         self.expire_with(identity.as_ref());
-        let pid = window.map(|_| random_id());
+        let pid = window.map(|_| random_id().into_boxed_str());
         let socket = Box::new(Connected {
             session,
             queue,
@@ -235,7 +235,7 @@ impl Connection {
         let socket = Box::new(Connected {
             session,
             queue,
-            pid: Some(pid.to_owned()),
+            pid: Some(pid.into()),
             sid,
         });
         Some((socket, missed))

@@ -11,8 +11,9 @@ pub(super) struct Connected {
     pub session: Session,
     pub queue: flume::Receiver<Outbound>,
     /// The private id recovery finds the session by; `None` with recovery
-    /// off.
-    pub pid: Option<String>,
+    /// off. A boxed str: one word less than a `String` keeps this struct in
+    /// the allocator's 160-byte class, 32 bytes less per socket.
+    pub pid: Option<Box<str>>,
     /// The Socket.IO id when a token set the user; `None`: it is the user.
     pub sid: Option<Box<str>>,
 }
