@@ -93,6 +93,13 @@ impl PresenceMap {
         Removed::Gone(info)
     }
 
+    /// Whether a session of this process holds the member in the topic.
+    pub fn holds(&self, topic: &str, member: &str) -> bool {
+        self.lock()
+            .get(topic)
+            .is_some_and(|m| m.contains_key(member))
+    }
+
     pub fn infos(&self, topic: &str) -> Vec<Bytes> {
         self.lock()
             .get(topic)

@@ -38,6 +38,11 @@ impl Doubts {
         result
     }
 
+    /// Remembers that Redis may not match the local entries of `topic`.
+    pub fn doubt(&self, topic: &str) {
+        self.unsure().insert(topic.to_owned());
+    }
+
     pub fn any(&self) -> bool {
         !self.unsure().is_empty()
     }

@@ -263,6 +263,19 @@ impl RedisPresence {
         Ok(())
     }
 
+    /// A member's add and remove on this instance can reach Redis in the
+    /// other order than they were made (a retry after a reload of the
+    /// script, or after a reconnect): a session that leaves while another
+    /// of the same member joins. Once one is answered, if the member's
+    /// local state is no longer what it wrote (held again after a remove,
+    /// gone after an add), the topic is checked at the next heartbeat,
+    /// which puts back or drops the entry.
+    fn settle_race(&self, topic: &str, member: &str, removed: bool) {
+        if self.local.holds(topic, member) == removed {
+            self.doubts.doubt(topic);
+        }
+    }
+
     /// Tells the watch of the entries a drop or keep removed.
     fn tell_left(&self, topic: &str, dropped: Value, reason: LeaveReason) {
         if let Value::Array(infos) = dropped {
@@ -301,6 +314,7 @@ impl Presence for RedisPresence {
             self.heartbeat().await;
         }
         let added = self.add(topic, member, info).await;
+        self.settle_race(topic, member, false);
         self.doubts.unsure_of(topic, added)
     }
 
@@ -315,6 +329,7 @@ impl Presence for RedisPresence {
         }
         let removed = self.remove(topic, member, reason).await;
         self.doubts.note_removal(topic);
+        self.settle_race(topic, member, true);
         self.doubts.unsure_of(topic, removed)
     }
 
