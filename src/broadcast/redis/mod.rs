@@ -125,9 +125,9 @@ impl RedisBroadcast {
             deliver,
         };
         if this.sharded {
-            subscriptions::spawn_topology_watch(renewal.clone(), tasks);
+            subscriptions::spawn_topology_watch(renewal.clone(), tasks.clone());
         }
-        subscriptions::spawn_resubscriber(renewal);
+        subscriptions::spawn_resubscriber(renewal, tasks);
         Ok(this)
     }
 

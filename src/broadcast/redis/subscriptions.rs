@@ -119,16 +119,35 @@ impl Renewal {
     }
 }
 
-/// After every reconnect of the subscriber: resubscribe, then announce.
-pub fn spawn_resubscriber(renewal: Renewal) {
+/// First wait before a failed renewal is tried again; it doubles up to
+/// [`RENEW_RETRY_MAX`].
+const RENEW_RETRY_FIRST: Duration = Duration::from_millis(100);
+const RENEW_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// After every reconnect of the subscriber: resubscribe, then announce. A
+/// renewal that fails (the connection dropped again during a failover,
+/// the node refused) is tried again until it holds: until then this
+/// replica hears nothing, and its rooms hold what they get from the gap
+/// on, so giving up until some later reconnect would leave them silent.
+pub fn spawn_resubscriber(renewal: Renewal, stop: tokio_util::sync::CancellationToken) {
     let mut reconnects = renewal.subscriber.reconnect_rx();
     tokio::spawn(async move {
         loop {
-            match reconnects.recv().await {
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
+            tokio::select! {
+                next = reconnects.recv() => match next {
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                },
+                () = stop.cancelled() => break,
             }
-            renewal.renew("Redis connection restored").await;
+            let mut delay = RENEW_RETRY_FIRST;
+            while !renewal.renew("Redis connection restored").await {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return,
+                }
+                delay = (delay * 2).min(RENEW_RETRY_MAX);
+            }
         }
     });
 }
