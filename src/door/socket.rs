@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite;
 /// (rate-limited; one frame in fans out to hundreds out) and mostly under
 /// 128 bytes (a join, a short message); a longer one takes one `read` per
 /// 128 bytes. Measured per idle connection: 4 KiB buffers ~10 KB, 1 KiB
-/// ~5.3 KB, 256 bytes ~4.7 KB, 128 bytes 128 bytes less again
+/// ~5.3 KB, 256 bytes ~4.7 KB, 128 bytes about 130 bytes less
 /// (docs/BENCHMARKS.md).
 const READ_BUFFER_BYTES: usize = 128;
 const WRITE_BUFFER_BYTES: usize = 1024;

@@ -55,13 +55,18 @@ impl SioSwarm {
     }
 
     /// Whether every member has message `id` (or a later one) within
-    /// `within`.
-    pub async fn reached(&mut self, id: u64, within: std::time::Duration) -> bool {
+    /// `within`; if not, the swarm's answer.
+    pub async fn reached(&mut self, id: u64, within: std::time::Duration) -> Result<(), String> {
         let ms = within.as_millis();
         let line = self
             .ask(&format!("until {id} {ms}"), within + DEADLINE, "an answer")
             .await;
-        line.contains("reached")
+        // Otherwise the swarm's word on who is behind, and how it got there.
+        if line.contains("reached") {
+            Ok(())
+        } else {
+            Err(line)
+        }
     }
 
     /// Sends a command line and reads the answer line, off the runtime.
