@@ -176,6 +176,33 @@ async fn a_session_survives_the_death_of_its_replica_on(mut d: ChatDeployment) {
     );
 }
 
+/// A session whose join could not be saved (Redis refused the write) is
+/// not recovered as one in no room: the client is told `recovered:
+/// false`, so that it joins again, instead of staying silently outside
+/// its room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_join_was_not_saved_is_not_recovered_without_it() {
+    let mut d = ChatDeployment::start_behind(Front::Deploy, &[]);
+    let mut node = SioClient::node(&base(&d), json!({}));
+    assert_eq!(node.next("upgrade").await, "websocket");
+    assert_eq!(node.next("connect").await["recovered"], false);
+    // Saves are SETs; the join's log and presence are scripts.
+    d.redis.one().cli(&["ACL", "SETUSER", "default", "-set"]);
+    node.emit_with_ack("join_room", json!(["general"]));
+    node.next("ack").await;
+    let server = replica_of(&mut node, "general").await;
+    let victim = server
+        .trim_start_matches("server-")
+        .parse::<usize>()
+        .unwrap()
+        - 1;
+    d.replicas[victim].kill();
+    d.redis.one().cli(&["ACL", "SETUSER", "default", "+set"]);
+
+    let again = node.next("connect").await;
+    assert_eq!(again["recovered"], false, "{again}");
+}
+
 /// Every limit is answered with the native error codes; nothing else
 /// changes for the client.
 async fn limits_are_answered_with_native_codes(front: Front) {

@@ -164,7 +164,10 @@ impl Connection {
             pid,
             sid,
         });
-        save(&self.state, &socket).await;
+        // Not saved until it joins a room: a session saved with no rooms,
+        // whose save after a join then failed (Redis away), would later
+        // be recovered as one in no room, and the client would never
+        // join again. Unsaved, it is not recovered and joins afresh.
         let reply = packet::connect_reply(socket.sid(), socket.pid.as_deref());
         self.socket = Some(socket);
         self.send(reply).await
