@@ -1,5 +1,5 @@
 //! A client connected to the main namespace: its hub session and the ids
-//! recovery finds it by, saved as it changes (first join, joins, leaves, close)
+//! recovery finds it by, saved from its first join on (joins, leaves, close)
 //! so that any replica can resume it.
 
 use super::recovery::Saved;
