@@ -126,6 +126,17 @@ async fn replica_of(client: &mut SioClient, room: &str) -> String {
     }
 }
 
+/// The index in `d.replicas` of the replica a client's room message went
+/// through (`server-N` is replica N - 1).
+async fn replica_index(client: &mut SioClient, room: &str) -> usize {
+    let server = replica_of(client, room).await;
+    server
+        .trim_start_matches("server-")
+        .parse::<usize>()
+        .unwrap()
+        - 1
+}
+
 /// Connection state recovery across replicas: the client's replica is
 /// SIGKILLed (it never sees its sockets close); the client reconnects
 /// through nginx to another one and gets its session, its room and every
@@ -151,12 +162,7 @@ async fn a_session_survives_the_death_of_its_replica_on(mut d: ChatDeployment) {
     assert_eq!(first["recovered"], false);
     node.emit_with_ack("join_room", json!(["general"]));
     node.next("ack").await;
-    let server = replica_of(&mut node, "general").await;
-    let victim: usize = server
-        .trim_start_matches("server-")
-        .parse::<usize>()
-        .unwrap()
-        - 1;
+    let victim = replica_index(&mut node, "general").await;
 
     d.replicas[victim].kill();
     let mut sender = Client::connect(&d.replicas[(victim + 1) % 3].ws_url()).await;
@@ -190,12 +196,7 @@ async fn a_session_whose_join_was_not_saved_is_not_recovered_without_it() {
     d.redis.one().cli(&["ACL", "SETUSER", "default", "-set"]);
     node.emit_with_ack("join_room", json!(["general"]));
     node.next("ack").await;
-    let server = replica_of(&mut node, "general").await;
-    let victim = server
-        .trim_start_matches("server-")
-        .parse::<usize>()
-        .unwrap()
-        - 1;
+    let victim = replica_index(&mut node, "general").await;
     d.replicas[victim].kill();
     d.redis.one().cli(&["ACL", "SETUSER", "default", "+set"]);
 

@@ -1,9 +1,10 @@
 //! Connection state recovery: what a Socket.IO session needs to be resumed
 //! on any replica (its ids, name and rooms with the position each was
-//! joined at), saved from its first join on (joins, leaves, close) so that a
-//! replica killed without closing its sockets loses nothing. In Redis when
-//! the replicas share one, in memory when standalone; either way each
-//! session expires after the recovery window without a save or a touch.
+//! joined at), saved at each join and leave and at close (not at connect)
+//! so that a replica killed without closing its sockets loses nothing. In
+//! Redis when the replicas share one, in memory when standalone; either
+//! way each session expires after the recovery window without a save or a
+//! touch.
 
 use async_trait::async_trait;
 use fred::prelude::*;

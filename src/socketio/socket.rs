@@ -1,6 +1,6 @@
 //! A client connected to the main namespace: its hub session and the ids
-//! recovery finds it by, saved from its first join on (joins, leaves, close)
-//! so that any replica can resume it.
+//! recovery finds it by, saved at each join and leave and at close (not at
+//! connect) so that any replica can resume it.
 
 use super::recovery::Saved;
 use super::state::SioState;

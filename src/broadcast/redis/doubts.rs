@@ -33,7 +33,7 @@ impl Doubts {
         result: Result<T, BroadcastError>,
     ) -> Result<T, BroadcastError> {
         if result.is_err() {
-            self.unsure().insert(topic.to_owned());
+            self.doubt(topic);
         }
         result
     }
