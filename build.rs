@@ -14,5 +14,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
+    pack_relative_relocations();
     Ok(())
+}
+
+/// The binary's 14,000 pointer relocations, packed (DT_RELR, glibc 2.36
+/// and later): 7 KB instead of 334 KB that the loader reads at every
+/// start, and 0.3 MiB less of the binary resident in a replica
+/// (docs/BENCHMARKS.md, "Start-up code"). A linker without the option
+/// warns and links as before.
+fn pack_relative_relocations() {
+    let var = |name| std::env::var(name).unwrap_or_default();
+    if var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu" {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
 }
