@@ -106,6 +106,15 @@ async fn calls_are_balanced_consistent_and_survive_a_killed_replica() {
     }
 
     d.replicas[0].kill();
+    // Before any health check has noticed: round robin still picks the dead
+    // replica for every other stream, and Envoy must try the other one.
+    for i in 0..4 {
+        let opened = c.subscribe_to_updates(Empty {}).await;
+        assert!(
+            opened.is_ok(),
+            "subscription {i} after the kill: {opened:?}"
+        );
+    }
     for i in 0..50 {
         let result = c.get_user(UserRequest { id: 1 }).await;
         assert!(result.is_ok(), "call {i} after the kill failed: {result:?}");
