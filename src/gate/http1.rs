@@ -30,11 +30,14 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(gate.handshake_timeout());
     let graceful = GracefulShutdown::new();
+    let monitor = CancellationToken::new();
+    super::nagle::watch(monitor.clone());
+    let _monitor = monitor.drop_guard();
     while let Some((tcp, peer)) = super::accept(&listener, shutdown.cancelled()).await {
         let Some(arrival) = gate.arrive(peer.ip()) else {
             continue;
         };
-        crate::process::no_delay(&tcp);
+        let tcp = super::nagle::Socket::new(tcp);
         // Given back when the first request head has arrived; the sender
         // goes with it, which ends the wait below.
         let (first, arrived) = tokio::sync::oneshot::channel::<()>();

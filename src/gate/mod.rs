@@ -15,11 +15,14 @@
 //! - [`origins`]: which pages may connect or call (both servers).
 //! - [`http1`]: the chat server's accept loop (HTTP/1 with upgrades).
 //! - [`http2`]: the gRPC server's incoming connections.
+//! - [`nagle`]: chat sockets merge small writes only while the process is
+//!   overloaded.
 
 pub(crate) mod bucket;
 pub(crate) mod clients;
 pub(crate) mod http1;
 pub(crate) mod http2;
+pub(crate) mod nagle;
 pub(crate) mod origins;
 
 use std::net::IpAddr;

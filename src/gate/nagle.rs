@@ -1,0 +1,208 @@
+//! Nagle's algorithm, only while the process is overloaded.
+//!
+//! Chat sockets run with Nagle off: with it, a frame written while the
+//! previous one is unacknowledged waits for that ACK, which a client may
+//! delay (a member of a room of 10 at 2,000 messages/s: p99 0.8 ms without,
+//! 13 ms with). Once the process cannot keep up the trade reverses: frames
+//! are late already, and letting the kernel merge them into fewer segments
+//! cuts its share of a delivery, most of the cost, by a third or more (CPU
+//! per delivery 4.2 → 3.3 µs at 1000 members × 300 messages/s;
+//! docs/BENCHMARKS.md). So a monitor measures how long a task ready to run
+//! waits for its turn, and while that is long every chat socket turns
+//! Nagle on at its next write; once the process has caught up they turn it
+//! off again the same way.
+//!
+//! The state is the process's, not a server's: every server of a process
+//! shares its runtime, so they are late together.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+static OVERLOADED: AtomicBool = AtomicBool::new(false);
+
+/// How often the monitor measures.
+const PERIOD: Duration = Duration::from_millis(10);
+/// The mean wait (an exponential average over about eight measurements)
+/// from which the process counts as overloaded, and below which it no
+/// longer does. Measured with three replicas and the load generator on two
+/// cores: at light loads the wait is 9-16 µs at the median and 300-650 µs
+/// at the 99th percentile (a fan-out burst); at saturation (1000 members ×
+/// 300 messages/s) 180-210 µs at the median, 600-670 µs at the 90th.
+const OVERLOADED_FROM: Duration = Duration::from_micros(200);
+const CAUGHT_UP_BELOW: Duration = Duration::from_micros(80);
+/// A wait counts at most this long, so that one stall (the machine busy
+/// elsewhere for a moment) is not taken for overload: it takes three long
+/// waits in a row.
+const SAMPLE_CAP: Duration = Duration::from_micros(800);
+
+/// Measures the runtime's queueing until `stop`.
+pub fn watch(stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(PERIOD);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut late = Lateness::default();
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+            // Back of the run queue: the wait is what every task ready
+            // now waits, with no timer granularity in it.
+            let queued = Instant::now();
+            tokio::task::yield_now().await;
+            if let Some(overloaded) = late.observe(queued.elapsed()) {
+                tracing::debug!(overloaded, "chat sockets follow the load");
+                OVERLOADED.store(overloaded, Ordering::Relaxed);
+            }
+        }
+        OVERLOADED.store(false, Ordering::Relaxed);
+    });
+}
+
+/// The exponential average of the monitor's waits, with hysteresis.
+#[derive(Default)]
+struct Lateness {
+    mean_us: u64,
+    overloaded: bool,
+}
+
+impl Lateness {
+    /// The new state when it changes.
+    fn observe(&mut self, late: Duration) -> Option<bool> {
+        let sample = late.min(SAMPLE_CAP).as_micros() as u64;
+        self.mean_us = (self.mean_us * 7 + sample) / 8;
+        let mean = Duration::from_micros(self.mean_us);
+        let overloaded = if self.overloaded {
+            mean >= CAUGHT_UP_BELOW
+        } else {
+            mean >= OVERLOADED_FROM
+        };
+        (overloaded != self.overloaded).then(|| {
+            self.overloaded = overloaded;
+            overloaded
+        })
+    }
+}
+
+/// An accepted chat socket whose Nagle setting follows the load.
+pub struct Socket {
+    tcp: TcpStream,
+    nagle: bool,
+}
+
+impl Socket {
+    pub fn new(tcp: TcpStream) -> Self {
+        crate::process::no_delay(&tcp);
+        Self { tcp, nagle: false }
+    }
+
+    /// One atomic load per write; a system call only when the state
+    /// changes. Turning Nagle off also sends what it was holding.
+    fn follow_load(&mut self) {
+        let overloaded = OVERLOADED.load(Ordering::Relaxed);
+        if overloaded != self.nagle {
+            self.nagle = overloaded;
+            if let Err(err) = self.tcp.set_nodelay(!overloaded) {
+                tracing::debug!(%err, "cannot change Nagle's algorithm");
+            }
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.follow_load();
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.follow_load();
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(late: &mut Lateness, us: &[u64], times: usize) -> Vec<bool> {
+        us.iter()
+            .cycle()
+            .take(us.len() * times)
+            .filter_map(|&us| late.observe(Duration::from_micros(us)))
+            .collect()
+    }
+
+    #[test]
+    fn a_sustained_wait_turns_it_on_and_catching_up_off() {
+        let mut late = Lateness::default();
+        let light = [10, 12, 9, 15, 60, 11, 10, 600, 14, 9];
+        assert!(feed(&mut late, &light, 50).is_empty(), "light load");
+        let saturated = [200, 150, 650, 210, 180, 400];
+        assert_eq!(feed(&mut late, &saturated, 20), [true]);
+        assert!(feed(&mut late, &[100], 50).is_empty(), "hysteresis");
+        assert_eq!(feed(&mut late, &light, 5), [false]);
+    }
+
+    #[tokio::test]
+    async fn a_socket_follows_the_state_at_its_next_write() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let _client = client.unwrap();
+        let mut socket = Socket::new(accepted.unwrap().0);
+        assert!(socket.tcp.nodelay().unwrap());
+        OVERLOADED.store(true, Ordering::Relaxed);
+        socket.write_all(b"a").await.unwrap();
+        let under_load = socket.tcp.nodelay().unwrap();
+        OVERLOADED.store(false, Ordering::Relaxed);
+        socket.write_all(b"b").await.unwrap();
+        assert!(!under_load, "Nagle on while overloaded");
+        assert!(socket.tcp.nodelay().unwrap(), "and off again after");
+    }
+
+    #[test]
+    fn one_long_stall_is_not_overload() {
+        let mut late = Lateness::default();
+        assert!(late.observe(Duration::from_millis(500)).is_none());
+        assert!(late.observe(Duration::from_millis(500)).is_none());
+        assert!(feed(&mut late, &[10], 50).is_empty());
+    }
+}
