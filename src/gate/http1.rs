@@ -30,13 +30,19 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(gate.handshake_timeout());
     let graceful = GracefulShutdown::new();
+    // Started with the first connection: a replica nobody has used yet is
+    // not woken a hundred times a second.
     let monitor = CancellationToken::new();
-    super::nagle::watch(monitor.clone());
-    let _monitor = monitor.drop_guard();
+    let mut watching = false;
+    let _monitor = monitor.clone().drop_guard();
     while let Some((tcp, peer)) = super::accept(&listener, shutdown.cancelled()).await {
         let Some(arrival) = gate.arrive(peer.ip()) else {
             continue;
         };
+        if !watching {
+            super::nagle::watch(monitor.clone());
+            watching = true;
+        }
         let tcp = super::nagle::Socket::new(tcp);
         // Given back when the first request head has arrived; the sender
         // goes with it, which ends the wait below.
