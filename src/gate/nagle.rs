@@ -29,13 +29,19 @@ static OVERLOADED: AtomicBool = AtomicBool::new(false);
 /// How often the monitor measures.
 const PERIOD: Duration = Duration::from_millis(10);
 /// The mean wait (an exponential average over about eight measurements)
-/// from which the process counts as overloaded, and below which it no
-/// longer does. Measured with three replicas and the load generator on two
-/// cores: at light loads the wait is 9-16 µs at the median and 300-650 µs
-/// at the 99th percentile (a fan-out burst); at saturation (1000 members ×
-/// 300 messages/s) 180-210 µs at the median, 600-670 µs at the 90th.
+/// from which the process counts as overloaded. Measured with three
+/// replicas and the load generator on two cores: at light loads the wait
+/// is 9-16 µs at the median and 300-650 µs at the 99th percentile (a
+/// fan-out burst); at saturation (1000 members × 300 messages/s) 180-210
+/// µs at the median, 600-670 µs at the 90th.
 const OVERLOADED_FROM: Duration = Duration::from_micros(200);
-const CAUGHT_UP_BELOW: Duration = Duration::from_micros(80);
+/// The process has caught up after this many waits in a row shorter than
+/// [`CALM_BELOW`] (40 ms): a burst (a thousand clients connecting at once)
+/// is over as soon as it is over, instead of for as long as the average
+/// takes to decay, during which the members of a busy room would wait for
+/// ACKs.
+const CALM_BELOW: Duration = Duration::from_micros(80);
+const CALM_RUN: u8 = 4;
 /// A wait counts at most this long, so that one stall (the machine busy
 /// elsewhere for a moment) is not taken for overload: it takes three long
 /// waits in a row.
@@ -65,28 +71,40 @@ pub fn watch(stop: CancellationToken) {
     });
 }
 
-/// The exponential average of the monitor's waits, with hysteresis.
+/// The exponential average of the monitor's waits and the run of short
+/// ones: on by the average, off by the run.
 #[derive(Default)]
 struct Lateness {
     mean_us: u64,
+    calm: u8,
     overloaded: bool,
 }
 
 impl Lateness {
     /// The new state when it changes.
     fn observe(&mut self, late: Duration) -> Option<bool> {
-        let sample = late.min(SAMPLE_CAP).as_micros() as u64;
+        let late = late.min(SAMPLE_CAP);
+        let sample = late.as_micros() as u64;
         self.mean_us = (self.mean_us * 7 + sample) / 8;
-        let mean = Duration::from_micros(self.mean_us);
-        let overloaded = if self.overloaded {
-            mean >= CAUGHT_UP_BELOW
+        self.calm = if late < CALM_BELOW {
+            self.calm.saturating_add(1)
         } else {
-            mean >= OVERLOADED_FROM
+            0
         };
-        (overloaded != self.overloaded).then(|| {
-            self.overloaded = overloaded;
-            overloaded
-        })
+        let overloaded = if self.overloaded {
+            self.calm < CALM_RUN
+        } else {
+            Duration::from_micros(self.mean_us) >= OVERLOADED_FROM
+        };
+        if overloaded == self.overloaded {
+            return None;
+        }
+        if !overloaded {
+            // Start again from the calm, not from the burst's average.
+            self.mean_us = sample;
+        }
+        self.overloaded = overloaded;
+        Some(overloaded)
     }
 }
 
@@ -177,7 +195,17 @@ mod tests {
         let saturated = [200, 150, 650, 210, 180, 400];
         assert_eq!(feed(&mut late, &saturated, 20), [true]);
         assert!(feed(&mut late, &[100], 50).is_empty(), "hysteresis");
-        assert_eq!(feed(&mut late, &light, 5), [false]);
+        assert_eq!(feed(&mut late, &[10, 10, 10, 10], 1), [false]);
+        assert!(feed(&mut late, &light, 5).is_empty(), "stays off");
+    }
+
+    #[test]
+    fn a_burst_ends_with_the_first_calm_waits() {
+        let mut late = Lateness::default();
+        assert_eq!(feed(&mut late, &[800], 20), [true]);
+        assert!(feed(&mut late, &[10, 10, 10], 1).is_empty());
+        assert_eq!(feed(&mut late, &[10], 1), [false]);
+        assert!(feed(&mut late, &[10, 300, 10, 10], 5).is_empty());
     }
 
     #[tokio::test]
