@@ -32,17 +32,12 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     // Started with the first connection: a replica nobody has used yet is
     // not woken a hundred times a second.
-    let monitor = CancellationToken::new();
-    let mut watching = false;
-    let _monitor = monitor.clone().drop_guard();
+    let mut monitor: Option<tokio_util::sync::DropGuard> = None;
     while let Some((tcp, peer)) = super::accept(&listener, shutdown.cancelled()).await {
         let Some(arrival) = gate.arrive(peer.ip()) else {
             continue;
         };
-        if !watching {
-            super::nagle::watch(monitor.clone());
-            watching = true;
-        }
+        monitor.get_or_insert_with(super::nagle::watch);
         let tcp = super::nagle::Socket::new(tcp);
         // Given back when the first request head has arrived; the sender
         // goes with it, which ends the wait below.

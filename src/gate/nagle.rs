@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 static OVERLOADED: AtomicBool = AtomicBool::new(false);
 
@@ -47,8 +47,10 @@ const CALM_RUN: u8 = 4;
 /// waits in a row.
 const SAMPLE_CAP: Duration = Duration::from_micros(800);
 
-/// Measures the runtime's queueing until `stop`.
-pub fn watch(stop: CancellationToken) {
+/// Measures the runtime's queueing until the guard is dropped.
+pub fn watch() -> DropGuard {
+    let stop = CancellationToken::new();
+    let guard = stop.clone().drop_guard();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(PERIOD);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -69,6 +71,7 @@ pub fn watch(stop: CancellationToken) {
         }
         OVERLOADED.store(false, Ordering::Relaxed);
     });
+    guard
 }
 
 /// The exponential average of the monitor's waits and the run of short
