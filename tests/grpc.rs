@@ -305,6 +305,29 @@ in_both_modes!(
     sigterm_ends_streams_and_exits_cleanly,
 );
 
+/// A line per call only when the filter asks for `rtchat::grpc` at debug:
+/// by default an access log would cost a quarter of each call's CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_logged_only_when_asked() {
+    for (filter, logged) in [
+        ("warn,rtchat=info", false),
+        ("warn,rtchat=info,rtchat::grpc=debug", true),
+    ] {
+        let mut server = Process::spawn_server_logging(&["grpc-server", "--id", "grpc-1"], filter);
+        let mut c = client(&server).await;
+        c.get_user(UserRequest { id: 1 }).await.unwrap();
+        server.signal("TERM");
+        assert!(server.wait_exit().await.success());
+        // Lines arrive in order: once the last is read, the call's would be.
+        wait_for("the log to end", DEADLINE, async || {
+            server.logged("grpc-server stopped").then_some(())
+        })
+        .await;
+        let line = "method=/userservice.UserService/GetUser";
+        assert_eq!(server.logged(line), logged, "{filter}: {:#?}", server.log);
+    }
+}
+
 /// A request far over any real user is refused before it is decoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_refused() {

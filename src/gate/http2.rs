@@ -28,6 +28,7 @@ pub struct Admitted {
     local: Option<SocketAddr>,
     remote: SocketAddr,
     _slot: Option<Slot>,
+    coalesce: super::nagle::Coalesce,
 }
 
 /// The connections that passed the gate, for `serve_with_incoming`; ends
@@ -35,7 +36,10 @@ pub struct Admitted {
 pub fn incoming(listener: TcpListener, gate: Gate) -> ReceiverStream<std::io::Result<Admitted>> {
     let (tx, rx) = mpsc::channel(HANDOFF_QUEUE);
     tokio::spawn(async move {
+        // The load monitor: written responses wait a turn while overloaded.
+        let mut monitor = None;
         while let Some((tcp, peer)) = super::accept(&listener, tx.closed()).await {
+            monitor.get_or_insert_with(super::nagle::watch);
             let Some(arrival) = gate.arrive(peer.ip()) else {
                 continue;
             };
@@ -92,6 +96,7 @@ async fn pass(
         local,
         remote: peer,
         _slot: slot,
+        coalesce: Default::default(),
     })
 }
 
@@ -122,11 +127,18 @@ impl AsyncWrite for Admitted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.coalesce.hold(cx) {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        if flushed.is_ready() {
+            self.coalesce.flushed();
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -138,6 +150,9 @@ impl AsyncWrite for Admitted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if self.coalesce.hold(cx) {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 

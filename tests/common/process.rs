@@ -25,12 +25,19 @@ impl Process {
     /// Starts `rtchat <args> --listen 127.0.0.1:0` and waits for its
     /// "listening" log line to learn the port.
     pub fn spawn_server(args: &[&str]) -> Self {
+        Self::spawn_server_logging(args, "warn,rtchat=debug")
+    }
+
+    /// [`Self::spawn_server`] with its own `RUST_LOG` (which must show the
+    /// "listening" line).
+    pub fn spawn_server_logging(args: &[&str], filter: &str) -> Self {
         let listen: &[&str] = if args.contains(&"--listen") {
             &[]
         } else {
             &["--listen", "127.0.0.1:0"]
         };
         let mut child = rtchat()
+            .env("RUST_LOG", filter)
             .args(args)
             .args(listen)
             .stdout(Stdio::null())
