@@ -257,6 +257,11 @@ impl Hub {
                 tracing::warn!(%err, room = %name, "could not announce presence");
             }
         }
+        if is_new {
+            // Who was in a room when: what a presence list is checked
+            // against after faults.
+            tracing::debug!(room = %name, user = %session.user, "joined");
+        }
         let joined = session.rooms.get_mut(&name).expect("joined above");
         let mut messages = Vec::with_capacity(replay.messages.len());
         for (id, body) in replay.messages {
@@ -304,6 +309,7 @@ impl Hub {
 
     /// Undoes a join: local membership, subscription and presence.
     async fn forget(&self, session: &Session, room: &RoomName, reason: LeaveReason) {
+        tracing::debug!(%room, user = %session.user, ?reason, "left");
         let topic = topic(room);
         self.local.rooms.leave(room, session.id);
         if let Err(err) = self
