@@ -256,8 +256,6 @@ impl Hub {
             {
                 tracing::warn!(%err, room = %name, "could not announce presence");
             }
-        }
-        if is_new {
             // Who was in a room when: what a presence list is checked
             // against after faults.
             tracing::debug!(room = %name, user = %session.user, "joined");
