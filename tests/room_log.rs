@@ -2,8 +2,9 @@
 //! `since` recovers is decided from it alone. A position taken on an empty
 //! room recovers what follows it, a log Redis lost does not pass for the
 //! old one, a log whose newest id is ahead of Redis's clock still takes
-//! messages in order, and an idle room's log expires. On a real Redis,
-//! through the broadcast the servers use.
+//! messages in order, and an idle room's log expires (its expiry set
+//! now and then, not by every message). On a real Redis, through the
+//! broadcast the servers use.
 
 mod common;
 
@@ -106,4 +107,85 @@ async fn a_rooms_log_is_its_only_key_and_expires() {
         let ttl: i64 = redis.cli(&["PTTL", keys.trim()]).parse().unwrap();
         assert!(ttl > 0, "the log of {room} expires (PTTL {ttl})");
     }
+}
+
+fn pttl(redis: &Redis, room: &str) -> i64 {
+    let key = format!("rtchat:log:{{{room}}}");
+    redis.cli(&["PTTL", &key]).parse().unwrap()
+}
+
+/// Publishes to `room` until its log has an expiry again, within `within`.
+async fn until_expiry_set(redis: &Redis, log: &dyn Broadcast, room: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        // A publish may fail while the connection comes back: the next
+        // one tries again.
+        let _ = log.publish(room, Bytes::from("again")).await;
+        if pttl(redis, room) > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the log of {room} never got its expiry back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A log's expiry is set by a replica's first message to it, not by every
+/// message; a log Redis lost is made again with one, and after a
+/// reconnect (maybe to another primary) the next message sets it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logs_expiry_is_set_once_then_again_when_it_may_be_lost() {
+    let redis = Redis::start();
+    let log = log(&redis).await;
+    let key = "rtchat:log:{kept}";
+    log.publish("kept", Bytes::from("first")).await.unwrap();
+    let ttl = pttl(&redis, "kept");
+    assert!(
+        ttl > 3_600_000 && ttl <= 5_400_000,
+        "1.5 history ages: {ttl}"
+    );
+    // Whether the next message sets it shows once it has none.
+    redis.cli(&["PERSIST", key]);
+    log.publish("kept", Bytes::from("second")).await.unwrap();
+    assert_eq!(pttl(&redis, "kept"), -1, "set again by the second message");
+
+    redis.cli(&["DEL", key]);
+    let made_again = log.publish("kept", Bytes::from("third")).await.unwrap();
+    assert!(
+        pttl(&redis, "kept") > 3_600_000,
+        "the log made again expires"
+    );
+    let replay = log.replay("kept", From::Last(10)).await.unwrap();
+    assert_eq!(bodies(&replay.messages), ["third"]);
+    assert_eq!(replay.position, made_again);
+
+    redis.cli(&["PERSIST", key]);
+    redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    until_expiry_set(&redis, log.as_ref(), "kept", Duration::from_secs(10)).await;
+}
+
+/// Half a history age after the call that set it, the expiry is set again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logs_expiry_is_set_again_after_half_an_age() {
+    let redis = Redis::start();
+    let age = Duration::from_secs(2);
+    let log = in_process::redis_log(
+        redis.url(),
+        HistoryPolicy {
+            max_len: 100,
+            max_age: age,
+        },
+    )
+    .await;
+    let before = std::time::Instant::now();
+    log.publish("short", Bytes::from("first")).await.unwrap();
+    redis.cli(&["PERSIST", "rtchat:log:{short}"]);
+    until_expiry_set(&redis, log.as_ref(), "short", Duration::from_secs(10)).await;
+    assert!(
+        before.elapsed() >= age / 2,
+        "set again after {:?}, before half an age",
+        before.elapsed()
+    );
 }

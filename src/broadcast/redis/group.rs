@@ -16,6 +16,7 @@
 //! in queue order. On a cluster a script may only touch one slot, so a
 //! group is split by slot and its parts go at once, each to its shard.
 
+use super::expiry::Expiries;
 use super::{keys, wire};
 use crate::broadcast::BroadcastError;
 use crate::redis::RedisSettings;
@@ -24,6 +25,7 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, oneshot};
 
 /// Publishes of one replica queued or on their way at once before a
@@ -83,6 +85,7 @@ impl Publisher {
                 settings,
                 sharded,
                 script: Script::from_lua(super::PUBLISH_LUA),
+                expiries: Expiries::default(),
             },
             room: Semaphore::new(QUEUE),
             state: Mutex::new(State::default()),
@@ -115,6 +118,11 @@ impl Publisher {
                 "the publish was dropped".into(),
             ))
         })
+    }
+
+    /// Every log's expiry is set again from here on (after a reconnect).
+    pub fn forget_expiries(&self) {
+        self.0.committer.expiries.forget_all();
     }
 }
 
@@ -166,6 +174,7 @@ struct Committer {
     settings: RedisSettings,
     sharded: bool,
     script: Script,
+    expiries: Expiries,
 }
 
 impl Committer {
@@ -183,7 +192,11 @@ impl Committer {
         let mut keys = Vec::with_capacity(posts.len() * 2);
         let mut args = Vec::with_capacity(1 + posts.len() * 5);
         args.push(Value::from(super::publish_command(self.sharded)));
-        for (post, _) in &posts {
+        let sent = Instant::now();
+        let expire = self
+            .expiries
+            .due(posts.iter().map(|(post, _)| post.topic.as_str()), sent);
+        for ((post, _), &expire) in posts.iter().zip(&expire) {
             keys.push(keys::log(&post.topic));
             if let Some(key) = &post.idempotency_key {
                 keys.push(keys::idempotency(&post.topic, key));
@@ -193,7 +206,9 @@ impl Committer {
                 Value::Bytes(post.payload.clone()),
                 Value::Integer(post.max_len),
                 Value::Integer(post.max_age),
-                Value::Integer(i64::from(post.idempotency_key.is_some())),
+                Value::Integer(
+                    i64::from(post.idempotency_key.is_some()) | if expire { 2 } else { 0 },
+                ),
             ]);
         }
         let reply: Result<Vec<Value>, Error> = self
@@ -220,11 +235,15 @@ impl Committer {
         } else {
             Ok(())
         };
-        for ((_, reply), answer) in posts.into_iter().zip(answers) {
+        for (((post, reply), answer), expire) in posts.into_iter().zip(answers).zip(expire) {
             let answer = match (&waited, answer) {
                 (Err(why), Ok(_)) => Err(BroadcastError::Unavailable(why.clone())),
                 (_, answer) => answer,
             };
+            if expire && answer.is_ok() {
+                let age = Duration::from_micros(post.max_age.max(0) as u64);
+                self.expiries.refreshed(&post.topic, sent, age);
+            }
             // The poster may have gone (its socket closed): nothing to tell.
             let _ = reply.send(answer);
         }

@@ -8,7 +8,8 @@
 //! and bumps [`Broadcast::resumed`] so callers can read back what was
 //! published while it was away (Redis pub/sub does not keep it).
 //!
-//! - `group`: publishes sent to Redis in groups (group commit).
+//! - `group`: publishes sent to Redis in groups (group commit);
+//!   `expiry`: which of them set their log's expiry.
 //! - [`keys`]: key and channel names.
 //! - [`wire`]: parsing pub/sub messages and script replies.
 //! - [`presence`]: who is in a topic, for servers that have members;
@@ -19,6 +20,7 @@
 //! - `probe`: readiness, from a write to every primary.
 
 mod doubts;
+mod expiry;
 mod group;
 pub(crate) mod keys;
 mod liveness;
@@ -83,6 +85,27 @@ fn unavailable(err: Error) -> BroadcastError {
     BroadcastError::Unavailable(err.to_string())
 }
 
+/// After every reconnect of the command connection, maybe to a promoted
+/// replica that missed the last refresh, every log's expiry is set again.
+fn spawn_expiry_reset(
+    client: &Client,
+    publisher: group::Publisher,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut reconnects = client.reconnect_rx();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                next = reconnects.recv() => match next {
+                    Ok(_) | Err(RecvError::Lagged(_)) => publisher.forget_expiries(),
+                    Err(RecvError::Closed) => break,
+                },
+                () = stop.cancelled() => break,
+            }
+        }
+    });
+}
+
 /// PUBLISH, or SPUBLISH on a cluster (the channel shares its room's slot).
 fn publish_command(sharded: bool) -> &'static str {
     if sharded { "SPUBLISH" } else { "PUBLISH" }
@@ -118,6 +141,7 @@ impl RedisBroadcast {
             _tasks: tasks.clone().drop_guard(),
         };
         this.spawn_reader(deliver.clone());
+        spawn_expiry_reset(&this.client, this.publisher.clone(), tasks.clone());
         let renewal = subscriptions::Renewal {
             subscriber: this.subscriber.clone(),
             sharded: this.sharded,
