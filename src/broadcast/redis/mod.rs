@@ -2,15 +2,14 @@
 //! published by one Lua script so that log order and delivery order agree
 //! on every replica.
 //!
-//! Two connections: one for commands, one subscriber, which speaks RESP3
-//! so that it also carries the publishes: Redis then writes a publish's
-//! answer and the replica's own copy of the message in one write, not two
-//! on two connections (a write on each connection of a subscribed replica
-//! is most of what a message costs Redis besides the script). Both
-//! reconnect by themselves; after the subscriber reconnects it
-//! resubscribes every topic and bumps [`Broadcast::resumed`] so callers can
-//! read back what was published while it was away (Redis pub/sub does not
-//! keep it).
+//! Two connections: one for commands, one dedicated subscriber (a
+//! subscribed connection cannot run other commands). Both reconnect by
+//! themselves; after the subscriber reconnects it resubscribes every topic
+//! and bumps [`Broadcast::resumed`] so callers can read back what was
+//! published while it was away (Redis pub/sub does not keep it).
+//! Publishing on the subscriber (RESP3), which saves Redis a write per
+//! message, lost acknowledged messages in the chaos lane, twice
+//! (docs/BENCHMARKS.md, "Publishes on the subscriber connection").
 //!
 //! - `group`: publishes sent to Redis in groups (group commit);
 //!   `expiry`: which of them set their log's expiry.
@@ -42,7 +41,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
-use fred::types::RespVersion;
 use fred::types::scripts::Script;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,11 +88,11 @@ fn unavailable(err: Error) -> BroadcastError {
     BroadcastError::Unavailable(err.to_string())
 }
 
-/// After every reconnect of the connection the publishes take, maybe to a
-/// promoted replica that missed the last refresh, every log's expiry is
-/// set again.
+/// After every reconnect of the command connection, which the publishes
+/// take, maybe to a promoted replica that missed the last refresh, every
+/// log's expiry is set again.
 fn spawn_expiry_reset(
-    client: &SubscriberClient,
+    client: &Client,
     publisher: group::Publisher,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -126,15 +124,13 @@ impl RedisBroadcast {
         let mut builder = crate::redis::builder(redis)?;
         let client = builder.build()?;
         builder.with_performance_config(|perf| perf.broadcast_channel_capacity = PUBSUB_CAPACITY);
-        builder.with_config(|config| config.version = RespVersion::RESP3);
         let subscriber = builder.build_subscriber_client()?;
         let connected = crate::redis::connect(&[&client, &subscriber]).await;
         let commands_work = Arc::new(AtomicBool::new(connected && probe::probe(&client).await));
         let tasks = tokio_util::sync::CancellationToken::new();
         probe::spawn_prober(client.clone(), commands_work.clone(), tasks.clone());
 
-        let publisher =
-            group::Publisher::new(subscriber.to_client(), redis.clone(), redis.is_cluster());
+        let publisher = group::Publisher::new(client.clone(), redis.clone(), redis.is_cluster());
         let this = Self {
             client,
             subscriber,
@@ -149,7 +145,7 @@ impl RedisBroadcast {
             _tasks: tasks.clone().drop_guard(),
         };
         this.spawn_reader(deliver.clone());
-        spawn_expiry_reset(&this.subscriber, this.publisher.clone(), tasks.clone());
+        spawn_expiry_reset(&this.client, this.publisher.clone(), tasks.clone());
         let renewal = subscriptions::Renewal {
             subscriber: this.subscriber.clone(),
             sharded: this.sharded,
