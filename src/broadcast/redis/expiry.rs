@@ -1,6 +1,7 @@
 //! Which publishes set their log's expiry. Setting it on every message (a
-//! PEXPIRE in the publish script) was a tenth of what a message costs
-//! Redis, for a deadline that moves by microseconds. A replica now sets it
+//! PEXPIRE in the publish script) was about a tenth of the script's time
+//! in Redis where messages are grouped, for a deadline that moves by
+//! microseconds. A replica now sets it
 //! with its first message to a topic, and again once half the history's
 //! age has passed since a call that set it was sent. The expiry is 1.5
 //! ages, so whoever posted a log's last message had set it at most half an

@@ -35,6 +35,12 @@ local function after_last(log)
   error('no last-generated-id')
 end
 
+-- A log lives one and a half history ages (`age` in microseconds) after
+-- its expiry was last set.
+local function set_expiry(log, age)
+  redis.call('PEXPIRE', log, math.ceil(age * 1.5 / 1000))
+end
+
 -- Appends an entry at `sid`, or just past the log's newest id when `sid`
 -- is not above it; returns the id used. With `existing`, only to a log
 -- that exists (NOMKSTREAM): false when there is none.

@@ -30,11 +30,6 @@ local publish = ARGV[1]
 local time = redis.call('TIME')
 local stamped = 0
 
--- A log lives one and a half history ages after its expiry was last set.
-local function set_expiry(log, age)
-  redis.call('PEXPIRE', log, math.ceil(age * 1.5 / 1000))
-end
-
 local function append(log, idem, channel, payload, max_len, age, expire)
   if idem then
     local seen = redis.call('GET', idem)

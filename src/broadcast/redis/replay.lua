@@ -19,7 +19,7 @@ local time = redis.call('TIME')
 local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
 if #top == 0 then
   local sid = add(log, max_len, stamp(time, 0), 'm', '')
-  redis.call('PEXPIRE', log, math.ceil(age * 1.5 / 1000))
+  set_expiry(log, age)
   if mode == 'since' then return {0, sid} end
   return {1, sid}
 end
