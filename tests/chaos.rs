@@ -212,7 +212,8 @@ async fn run(backing: Backing) {
     let mut presence_broken = Vec::new();
     for room in &rooms {
         if let Err(found) = presence_settles(&lane, room, expected, PRESENCE_BOUND).await {
-            presence_broken.push(format!("{room}: {found:?}, not {expected}"));
+            let held = lane.presence_in_redis(room);
+            presence_broken.push(format!("{room}: {found:?}, not {expected}; {held}"));
         }
     }
     let presence_s = presence_started.elapsed().as_secs_f64();
@@ -237,7 +238,10 @@ async fn run(backing: Backing) {
     }
     for room in &rooms {
         if let Err(found) = presence_settles(&lane, room, 0, PRESENCE_BOUND).await {
-            presence_broken.push(format!("{room} kept {found:?} after every member left"));
+            let held = lane.presence_in_redis(room);
+            presence_broken.push(format!(
+                "{room} kept {found:?} after every member left; {held}"
+            ));
         }
     }
     verdict.check(
@@ -301,15 +305,15 @@ async fn run(backing: Backing) {
 }
 
 /// Waits up to `within` for the room's presence to list `expected`
-/// members; what it last listed if it never did.
+/// members; whom it last listed if it never did.
 async fn presence_settles(
     lane: &Lane,
     room: &str,
     expected: usize,
     within: Duration,
-) -> Result<(), Option<usize>> {
+) -> Result<(), Option<Vec<String>>> {
     let settled = tokio::time::timeout(within, async {
-        while lane.presence(room).await != Some(expected) {
+        while lane.presence(room).await.map(|m| m.len()) != Some(expected) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })

@@ -312,6 +312,42 @@ async fn a_late_removal_leaves_the_entry_another_replica_holds() {
     }
 }
 
+/// One user on two replicas whose newer session leaves first (a Socket.IO
+/// client that recovered on one replica while a retry of it opened and
+/// closed a session on another): the replica still holding it keeps it
+/// present, and the room hears of its leaving once, with the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_held_by_two_replicas_leaves_with_the_last() {
+    let token = bob_token();
+    let redis = Redis::start();
+    let flags = ["--auth", "optional", "--jwt-secret", SECRET];
+    let a = Process::ws_server("server-1", Some(&redis), &flags);
+    let b = Process::ws_server("server-2", Some(&redis), &flags);
+    let mut ana = named(&a.ws_url(), "ana").await;
+    join_with_events(&mut ana, "ops").await;
+    assert_eq!(event(&mut ana).await.1, "ana");
+    let mut bob_on_a = Client::connect(&format!("{}?token={token}", a.ws_url())).await;
+    join_with_events(&mut bob_on_a, "ops").await;
+    assert_eq!(
+        event(&mut ana).await,
+        ("member_joined".into(), "bob".into())
+    );
+    let mut bob_on_b = Client::connect(&format!("{}?token={token}", b.ws_url())).await;
+    join_with_events(&mut bob_on_b, "ops").await;
+
+    drop(bob_on_b);
+    wait_for("server-2 to see bob's socket go", DEADLINE, async || {
+        b.logged("disconnected").then_some(())
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
+    }
+    drop(bob_on_a);
+    let events = wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
+    assert_eq!(events, vec![("member_left".into(), "bob".into())]);
+}
+
 /// One user in a room through two sessions of one replica (two tabs, or a
 /// Socket.IO session recovered on the replica before its old one timed
 /// out): the entry stays until the last of them leaves.

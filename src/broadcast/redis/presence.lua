@@ -1,60 +1,94 @@
--- Presence of a topic: a hash of member -> "<instance>\n<info>", where
--- <instance> is the replica that holds the member and keeps its heartbeat
--- key alive while it runs. Joins and leaves are published on the topic's
--- channel as "+ <info>" and "- <info>".
+-- Presence of a topic: a hash of member -> "<holders>\n<info>", where
+-- <holders> are the replica instances holding the member (space
+-- separated: one user may be in a room through sessions on two replicas at
+-- once, as a Socket.IO client recovering on another replica before its old
+-- session ended), each keeping its heartbeat key alive while it runs. A
+-- member is present while any holder is. Joins and leaves are published on
+-- the topic's channel as "+ <info>" and "- <info>": the first holder's
+-- arrival and the last one's departure.
 -- Only the topic's own keys are touched (the hash and the channel share a
 -- slot on a cluster): whether an instance is alive is decided by the
 -- caller, which reads the heartbeat keys on their own shards.
 -- KEYS[1] presence hash; ARGV[1] op, ARGV[2] channel, ARGV[3] PUBLISH or
 -- SPUBLISH, then per op:
---   add:    member, instance, info
---   remove: member, instance: only while that instance holds the entry (the
---           member may have reconnected to another replica meanwhile, and a
---           late removal must not take that entry away)
---           Returns the removed entry's info, or nil.
---   drop:   dead instances: their members are removed and announced as left
---   keep:   instance, then the members it holds: its other entries are
---           removed and announced as left (leaves that never reached Redis)
---   drop and keep return the infos of the entries they removed.
+--   add:    member, instance, info. Returns 1 if the member is new.
+--   remove: member, instance: that instance no longer holds the member (a
+--           late removal leaves the other holders' claim alone). Returns
+--           the entry's info if that was its last holder, or nil.
+--   drop:   dead instances: they hold nothing any more
+--   keep:   instance, then the members it holds: it holds no other
+--           (leaves that never reached Redis)
+--   drop and keep return the infos of the entries left without holders.
 local op, channel, publish = ARGV[1], ARGV[2], ARGV[3]
 local function split(value)
   local nl = string.find(value, '\n', 1, true)
-  return string.sub(value, 1, nl - 1), string.sub(value, nl + 1)
+  local holders = {}
+  for holder in string.gmatch(string.sub(value, 1, nl - 1), '%S+') do
+    holders[#holders + 1] = holder
+  end
+  return holders, string.sub(value, nl + 1)
 end
--- Removes (and announces as left) every entry `gone(member, instance)`
--- picks; their infos, for the caller's webhooks.
-local function drop_where(gone)
+local function without(holders, gone)
+  local kept = {}
+  for _, holder in ipairs(holders) do
+    if not gone(holder) then kept[#kept + 1] = holder end
+  end
+  return kept
+end
+-- Writes a member's remaining holders, or removes (and announces as left)
+-- a member none holds; its info then, else nil.
+local function store(member, holders, info)
+  if #holders > 0 then
+    redis.call('HSET', KEYS[1], member, table.concat(holders, ' ') .. '\n' .. info)
+    return nil
+  end
+  redis.call('HDEL', KEYS[1], member)
+  redis.call(publish, channel, '- ' .. info)
+  return info
+end
+-- Takes every instance `gone(member, instance)` picks off its members'
+-- holders; the infos of the members left without any, for the caller's
+-- webhooks.
+local function release_where(gone)
   local all = redis.call('HGETALL', KEYS[1])
   local dropped = {}
   for i = 1, #all, 2 do
-    local instance, info = split(all[i + 1])
-    if gone(all[i], instance) then
-      redis.call('HDEL', KEYS[1], all[i])
-      redis.call(publish, channel, '- ' .. info)
-      dropped[#dropped + 1] = info
+    local member = all[i]
+    local holders, info = split(all[i + 1])
+    local kept = without(holders, function(holder) return gone(member, holder) end)
+    if #kept < #holders then
+      dropped[#dropped + 1] = store(member, kept, info)
     end
   end
   return dropped
 end
 if op == 'add' then
-  local new = redis.call('HSET', KEYS[1], ARGV[4], ARGV[5] .. '\n' .. ARGV[6])
-  if new == 1 then redis.call(publish, channel, '+ ' .. ARGV[6]) end
-  return new
+  local member, instance, info = ARGV[4], ARGV[5], ARGV[6]
+  local value = redis.call('HGET', KEYS[1], member)
+  local holders = {}
+  if value then
+    holders = without(split(value), function(holder) return holder == instance end)
+  end
+  holders[#holders + 1] = instance
+  redis.call('HSET', KEYS[1], member, table.concat(holders, ' ') .. '\n' .. info)
+  if value then return 0 end
+  redis.call(publish, channel, '+ ' .. info)
+  return 1
 elseif op == 'remove' then
-  local value = redis.call('HGET', KEYS[1], ARGV[4])
+  local member, instance = ARGV[4], ARGV[5]
+  local value = redis.call('HGET', KEYS[1], member)
   if not value then return false end
-  local holder, info = split(value)
-  if holder ~= ARGV[5] then return false end
-  redis.call('HDEL', KEYS[1], ARGV[4])
-  redis.call(publish, channel, '- ' .. info)
-  return info
+  local holders, info = split(value)
+  local kept = without(holders, function(holder) return holder == instance end)
+  if #kept == #holders then return false end
+  return store(member, kept, info) or false
 elseif op == 'keep' then
-  local held = {}
+  local instance, held = ARGV[4], {}
   for i = 5, #ARGV do held[ARGV[i]] = true end
-  return drop_where(function(member, instance)
-    return instance == ARGV[4] and not held[member]
+  return release_where(function(member, holder)
+    return holder == instance and not held[member]
   end)
 end
 local dead = {}
 for i = 4, #ARGV do dead[ARGV[i]] = true end
-return drop_where(function(_, instance) return dead[instance] end)
+return release_where(function(_, holder) return dead[holder] end)

@@ -1,7 +1,8 @@
 //! Presence through Redis: a hash per topic whose entries name the replica
-//! instance holding them; each instance keeps a heartbeat key alive, and
-//! entries of an instance whose heartbeat expired are dropped (and
-//! announced as left) by whichever replica lists or sweeps the topic next.
+//! instances holding them (one user may be held by two at once); each
+//! instance keeps a heartbeat key alive, and an instance whose heartbeat
+//! expired is taken off the entries (those it held alone are announced as
+//! left) by whichever replica lists or sweeps the topic next.
 //!
 //! Each topic's script touches only that topic's hash and channel, so it
 //! runs on a cluster; heartbeat keys live on their own shards and are read
@@ -234,7 +235,7 @@ impl RedisPresence {
         true
     }
 
-    /// Adds (or takes over) a member's entry as this instance's.
+    /// Makes this instance one of a member's holders.
     async fn add(&self, topic: &str, member: &str, info: Bytes) -> Result<(), BroadcastError> {
         let args = vec![
             Value::from(member),
@@ -247,7 +248,8 @@ impl RedisPresence {
         Ok(())
     }
 
-    /// Removes a member's entry while this instance holds it.
+    /// Takes this instance off a member's holders; the member leaves with
+    /// its last one.
     async fn remove(
         &self,
         topic: &str,
@@ -356,13 +358,17 @@ impl Presence for RedisPresence {
             .hvals(keys::presence(topic))
             .await
             .map_err(unavailable)?;
-        let entries: Vec<(&str, Bytes)> = values.iter().filter_map(split_entry).collect();
+        let entries: Vec<(Vec<&str>, Bytes)> = values.iter().filter_map(split_entry).collect();
         let dead = self
             .liveness
             .dead_among(
                 &self.client,
                 &self.instance,
-                entries.iter().map(|(instance, _)| *instance).collect(),
+                entries
+                    .iter()
+                    .flat_map(|(holders, _)| holders)
+                    .copied()
+                    .collect(),
             )
             .await;
         if !dead.is_empty() {
@@ -372,17 +378,18 @@ impl Presence for RedisPresence {
         }
         Ok(entries
             .into_iter()
-            .filter(|(instance, _)| !dead.iter().any(|d| d == instance))
+            .filter(|(holders, _)| holders.iter().any(|h| !dead.iter().any(|d| d == h)))
             .map(|(_, info)| info)
             .collect())
     }
 }
 
-/// A presence hash value, `<instance>\n<info>`.
-fn split_entry(value: &Bytes) -> Option<(&str, Bytes)> {
+/// A presence hash value, `<holders>\n<info>`: the instances holding the
+/// member, space separated, and its info.
+fn split_entry(value: &Bytes) -> Option<(Vec<&str>, Bytes)> {
     let nl = value.iter().position(|&b| b == b'\n')?;
-    let instance = std::str::from_utf8(&value[..nl]).ok()?;
-    Some((instance, value.slice(nl + 1..)))
+    let holders = std::str::from_utf8(&value[..nl]).ok()?;
+    Some((holders.split(' ').collect(), value.slice(nl + 1..)))
 }
 
 /// Unix time in ms, `ago` ms in the past. Replicas' clocks only preselect

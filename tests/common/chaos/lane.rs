@@ -268,15 +268,42 @@ impl Lane {
         started.elapsed().as_secs_f64()
     }
 
-    /// Members of a room, cluster-wide, as the server API lists them.
-    pub async fn presence(&self, room: &str) -> Option<usize> {
+    /// Members of a room, cluster-wide, as the server API lists them: each
+    /// one's user.
+    pub async fn presence(&self, room: &str) -> Option<Vec<String>> {
         let body = json!({"room": room}).to_string();
         let url = self.nginx.url("/api/presence");
         let call = api_post(&url, Key::Header(API_KEY), &body);
         let (status, answer) = tokio::time::timeout(Duration::from_secs(5), call)
             .await
             .ok()?;
-        (status == 200).then(|| answer["members"].as_array().unwrap().len())
+        (status == 200).then(|| {
+            let members = answer["members"].as_array().unwrap();
+            members.iter().map(|m| m["user"].to_string()).collect()
+        })
+    }
+
+    /// A room's presence hash as Redis holds it (each entry names the
+    /// replica instance holding it) and the instances alive, for a
+    /// presence that never settled.
+    pub fn presence_in_redis(&self, room: &str) -> String {
+        let backing = self.backing.lock().unwrap();
+        let redis = match &*backing {
+            Backing::One(redis) => redis,
+            Backing::Sentinel(set) => [&set.primary, &set.replica]
+                .into_iter()
+                .find(|r| {
+                    r.try_cli(&["ROLE"])
+                        .is_some_and(|role| role.starts_with("master"))
+                })
+                .unwrap_or(&set.primary),
+        };
+        let key = format!("rtchat:presence:{{room:{room}}}");
+        let entries = redis.try_cli(&["HGETALL", &key]).unwrap_or_default();
+        let alive = redis
+            .try_cli(&["KEYS", "rtchat:alive:*"])
+            .unwrap_or_default();
+        format!("{key}: {entries:?}; alive: {alive:?}")
     }
 
     pub fn rss_kib(&self) -> Vec<u64> {
