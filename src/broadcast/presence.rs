@@ -107,12 +107,16 @@ impl PresenceMap {
             .unwrap_or_default()
     }
 
-    /// The members of one topic.
+    /// The members of one topic, sorted: two lists compare equal when the
+    /// members are.
     pub fn members(&self, topic: &str) -> Vec<String> {
-        self.lock()
+        let mut members: Vec<String> = self
+            .lock()
             .get(topic)
             .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        members.sort_unstable();
+        members
     }
 
     pub fn topics(&self) -> Vec<String> {

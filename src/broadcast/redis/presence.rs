@@ -45,8 +45,6 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 /// How often dead replicas are looked for (and, when one is found, the
 /// presence of topics with local members swept of its members).
 pub const PRESENCE_SWEEP: Duration = Duration::from_secs(2);
-/// Instances stamped longer ago than this are forgotten from the set.
-const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 pub struct RedisPresence {
     client: Client,
@@ -160,7 +158,7 @@ impl RedisPresence {
                 None,
                 false,
                 false,
-                (unix_ms(0) as f64, self.instance.as_str()),
+                (crate::broadcast::unix_ms() as f64, self.instance.as_str()),
             )
             .await;
         let result = alive.and(stamped);
@@ -175,56 +173,41 @@ impl RedisPresence {
     /// heartbeat key is gone too, and not swept yet, lists (and so cleans)
     /// every topic with local members.
     async fn sweep(&self, swept: &mut HashSet<String>) {
-        let stale_before = unix_ms(PRESENCE_TTL.as_millis() as u64) as f64;
-        let stale: Result<Vec<String>, Error> = self
-            .client
-            .zrangebyscore(keys::INSTANCES, "-inf", stale_before, false, None)
-            .await;
-        let Ok(stale) = stale else { return };
-        // One that stamps again (it was cut off, not dead) may die later:
-        // it is swept again then.
-        swept.retain(|instance| stale.contains(instance));
-        let mut dead = false;
-        for instance in stale {
-            if instance == self.instance || swept.contains(&instance) {
-                continue;
-            }
-            let alive: Result<bool, Error> = self.client.exists(keys::alive(&instance)).await;
-            if alive == Ok(false) {
-                swept.insert(instance);
-                dead = true;
-            }
-        }
+        let dead = super::liveness::newly_dead(&self.client, &self.instance, swept).await;
         if dead {
             for topic in self.local.topics() {
                 let _ = self.presence(&topic).await;
             }
         }
-        let forget_before = unix_ms(FORGET_AFTER.as_millis() as u64) as f64;
-        let _: Result<i64, Error> = self
-            .client
-            .zremrangebyscore(keys::INSTANCES, "-inf", forget_before)
-            .await;
     }
 
     /// Puts back every local presence entry (entries Redis had lost are
     /// announced as joined again), then removes this instance's entries
     /// that are no longer local from the topics where a leave may not
     /// have landed. False if any of it failed.
+    ///
+    /// Members join and leave meanwhile: an entry put back after its
+    /// member's leave reached Redis, or a join that landed before a keep
+    /// listing the members from before it, leaves the topic in doubt, and
+    /// so checked again at the next heartbeat.
     async fn restore(&self) -> bool {
         for (topic, member, info) in self.local.entries() {
             if let Err(err) = self.add(&topic, &member, info).await {
                 tracing::debug!(%err, topic, "could not restore presence yet");
                 return false;
             }
+            self.settle_race(&topic, &member, false);
         }
         for topic in self.doubts.topics() {
+            let held = self.local.members(&topic);
             let mut args = vec![Value::from(self.instance.as_str())];
-            args.extend(self.local.members(&topic).into_iter().map(Value::from));
+            args.extend(held.iter().map(|m| Value::from(m.as_str())));
             match self.run(&topic, "keep", args).await {
                 Ok(dropped) => {
                     self.tell_left(&topic, dropped, LeaveReason::Disconnected);
-                    self.doubts.settled(&topic);
+                    if self.local.members(&topic) == held {
+                        self.doubts.settled(&topic);
+                    }
                 }
                 Err(err) => {
                     tracing::debug!(%err, topic, "could not clean presence yet");
@@ -390,11 +373,4 @@ fn split_entry(value: &Bytes) -> Option<(Vec<&str>, Bytes)> {
     let nl = value.iter().position(|&b| b == b'\n')?;
     let holders = std::str::from_utf8(&value[..nl]).ok()?;
     Some((holders.split(' ').collect(), value.slice(nl + 1..)))
-}
-
-/// Unix time in ms, `ago` ms in the past. Replicas' clocks only preselect
-/// candidates here; whether one is dead is its heartbeat key's TTL in
-/// Redis, so a skewed clock delays a sweep by the skew, never fakes one.
-fn unix_ms(ago: u64) -> u64 {
-    crate::broadcast::unix_ms().saturating_sub(ago)
 }
