@@ -204,6 +204,7 @@ impl RedisPresence {
             args.extend(held.iter().map(|m| Value::from(m.as_str())));
             match self.run(&topic, "keep", args).await {
                 Ok(dropped) => {
+                    tracing::debug!(topic, ?dropped, "presence in doubt checked");
                     self.tell_left(&topic, dropped, LeaveReason::Disconnected);
                     if self.local.members(&topic) == held {
                         self.doubts.settled(&topic);
@@ -357,6 +358,7 @@ impl Presence for RedisPresence {
         if !dead.is_empty() {
             let args = dead.iter().map(|d| Value::from(d.as_str())).collect();
             let dropped = self.run(topic, "drop", args).await?;
+            tracing::debug!(topic, ?dead, ?dropped, "dead replicas taken off presence");
             self.tell_left(topic, dropped, LeaveReason::ReplicaDied);
         }
         Ok(entries
