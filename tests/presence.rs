@@ -285,31 +285,15 @@ async fn a_removal_lost_in_a_failover_is_made_good_after_the_reconnect() {
 /// removal must not take away the entry the other replica holds now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_removal_leaves_the_entry_another_replica_holds() {
-    let token = bob_token();
     let redis = Redis::start();
-    let flags = ["--auth", "optional", "--jwt-secret", SECRET];
-    let a = Process::ws_server("server-1", Some(&redis), &flags);
-    let b = Process::ws_server("server-2", Some(&redis), &flags);
-    let mut ana = named(&a.ws_url(), "ana").await;
-    join_with_events(&mut ana, "ops").await;
-    let mut bob_on_a = Client::connect(&format!("{}?token={token}", a.ws_url())).await;
-    join_with_events(&mut bob_on_a, "ops").await;
-    let mut bob_on_b = Client::connect(&format!("{}?token={token}", b.ws_url())).await;
-    join_with_events(&mut bob_on_b, "ops").await;
+    let (a, b, mut ana) = two_replicas_and_ana(&redis).await;
+    let bob_on_a = bob_in_ops(&a).await;
+    let _bob_on_b = bob_in_ops(&b).await;
     wait_for_presence(&mut ana, "ops", set(&["ana", "bob"]), DEADLINE).await;
 
-    drop(bob_on_a);
-    wait_for(
-        "server-1 to see bob's first socket go",
-        DEADLINE,
-        async || a.logged("disconnected").then_some(()),
-    )
-    .await;
     // Whatever the order of events, bob stays while his socket on
     // server-2 is in the room.
-    for _ in 0..3 {
-        assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
-    }
+    bob_stays_after_leaving(&a, bob_on_a, &mut ana).await;
 }
 
 /// One user on two replicas whose newer session leaves first (a Socket.IO
@@ -318,31 +302,16 @@ async fn a_late_removal_leaves_the_entry_another_replica_holds() {
 /// present, and the room hears of its leaving once, with the last one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_held_by_two_replicas_leaves_with_the_last() {
-    let token = bob_token();
     let redis = Redis::start();
-    let flags = ["--auth", "optional", "--jwt-secret", SECRET];
-    let a = Process::ws_server("server-1", Some(&redis), &flags);
-    let b = Process::ws_server("server-2", Some(&redis), &flags);
-    let mut ana = named(&a.ws_url(), "ana").await;
-    join_with_events(&mut ana, "ops").await;
-    assert_eq!(event(&mut ana).await.1, "ana");
-    let mut bob_on_a = Client::connect(&format!("{}?token={token}", a.ws_url())).await;
-    join_with_events(&mut bob_on_a, "ops").await;
+    let (a, b, mut ana) = two_replicas_and_ana(&redis).await;
+    let bob_on_a = bob_in_ops(&a).await;
     assert_eq!(
         event(&mut ana).await,
         ("member_joined".into(), "bob".into())
     );
-    let mut bob_on_b = Client::connect(&format!("{}?token={token}", b.ws_url())).await;
-    join_with_events(&mut bob_on_b, "ops").await;
+    let bob_on_b = bob_in_ops(&b).await;
 
-    drop(bob_on_b);
-    wait_for("server-2 to see bob's socket go", DEADLINE, async || {
-        b.logged("disconnected").then_some(())
-    })
-    .await;
-    for _ in 0..3 {
-        assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
-    }
+    bob_stays_after_leaving(&b, bob_on_b, &mut ana).await;
     drop(bob_on_a);
     let mut events = wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
     if events.is_empty() {
@@ -357,28 +326,49 @@ async fn a_user_held_by_two_replicas_leaves_with_the_last() {
 /// out): the entry stays until the last of them leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_stays_present_while_one_of_its_sessions_remains() {
-    let token = bob_token();
     let redis = Redis::start();
-    let flags = ["--auth", "optional", "--jwt-secret", SECRET];
-    let server = Process::ws_server("server-1", Some(&redis), &flags);
-    let mut ana = named(&server.ws_url(), "ana").await;
-    join_with_events(&mut ana, "ops").await;
-    let url = format!("{}?token={token}", server.ws_url());
-    let mut first = Client::connect(&url).await;
-    join_with_events(&mut first, "ops").await;
-    let mut second = Client::connect(&url).await;
-    join_with_events(&mut second, "ops").await;
+    let (server, _other, mut ana) = two_replicas_and_ana(&redis).await;
+    let first = bob_in_ops(&server).await;
+    let second = bob_in_ops(&server).await;
     wait_for_presence(&mut ana, "ops", set(&["ana", "bob"]), DEADLINE).await;
-    drop(first);
-    wait_for("the first session to end", DEADLINE, async || {
+    bob_stays_after_leaving(&server, first, &mut ana).await;
+    drop(second);
+    wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
+}
+
+/// Two replicas taking tokens on one Redis, and ana in room ops on the
+/// first with presence events (her own `member_joined` read).
+async fn two_replicas_and_ana(redis: &Redis) -> (Process, Process, Client) {
+    let flags = ["--auth", "optional", "--jwt-secret", SECRET];
+    let a = Process::ws_server("server-1", Some(redis), &flags);
+    let b = Process::ws_server("server-2", Some(redis), &flags);
+    let mut ana = named(&a.ws_url(), "ana").await;
+    join_with_events(&mut ana, "ops").await;
+    assert_eq!(
+        event(&mut ana).await,
+        ("member_joined".into(), "ana".into())
+    );
+    (a, b, ana)
+}
+
+/// Ends one of bob's sessions on `server`; once the server saw it go, bob
+/// is still listed (another session holds him).
+async fn bob_stays_after_leaving(server: &Process, session: Client, ana: &mut Client) {
+    drop(session);
+    wait_for("the server to see bob's session go", DEADLINE, async || {
         server.logged("disconnected").then_some(())
     })
     .await;
     for _ in 0..3 {
-        assert_eq!(names_present(&mut ana, "ops").await, set(&["ana", "bob"]));
+        assert_eq!(names_present(ana, "ops").await, set(&["ana", "bob"]));
     }
-    drop(second);
-    wait_for_presence(&mut ana, "ops", set(&["ana"]), DEADLINE).await;
+}
+
+/// A session of bob (the same user each time) in room ops on `server`.
+async fn bob_in_ops(server: &Process) -> Client {
+    let mut bob = Client::connect(&format!("{}?token={}", server.ws_url(), bob_token())).await;
+    join_with_events(&mut bob, "ops").await;
+    bob
 }
 
 const SECRET: &str = "presence secret, do-not-log, 32 bytes";
