@@ -279,12 +279,15 @@ impl Lane {
             .ok()?;
         (status == 200).then(|| {
             let members = answer["members"].as_array().unwrap();
-            members.iter().map(|m| m["user"].to_string()).collect()
+            members
+                .iter()
+                .map(|m| m["user"].as_str().unwrap_or_default().to_owned())
+                .collect()
         })
     }
 
     /// A room's presence hash as Redis holds it (each entry names the
-    /// replica instance holding it) and the instances alive, for a
+    /// replica instances holding it) and the instances alive, for a
     /// presence that never settled.
     pub fn presence_in_redis(&self, room: &str) -> String {
         let backing = self.backing.lock().unwrap();
