@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use futures_util::TryStreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,9 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 /// How often dead replicas are looked for (and, when one is found, the
 /// presence of topics with local members swept of its members).
 pub const PRESENCE_SWEEP: Duration = Duration::from_secs(2);
+/// Entries put back at once after an outage: one at a time, a replica
+/// with 10,000 members took 10,000 round trips to be whole again.
+const RESTORE_IN_FLIGHT: usize = 64;
 
 pub struct RedisPresence {
     client: Client,
@@ -191,12 +195,16 @@ impl RedisPresence {
     /// listing the members from before it, leaves the topic in doubt, and
     /// so checked again at the next heartbeat.
     async fn restore(&self) -> bool {
-        for (topic, member, info) in self.local.entries() {
-            if let Err(err) = self.add(&topic, &member, info).await {
-                tracing::debug!(%err, topic, "could not restore presence yet");
-                return false;
-            }
-            self.settle_race(&topic, &member, false);
+        let put_back = futures_util::stream::iter(self.local.entries().into_iter().map(Ok))
+            .try_for_each_concurrent(RESTORE_IN_FLIGHT, |(topic, member, info)| async move {
+                self.add(&topic, &member, info).await?;
+                self.settle_race(&topic, &member, false);
+                Ok::<_, BroadcastError>(())
+            })
+            .await;
+        if let Err(err) = put_back {
+            tracing::debug!(%err, "could not restore presence yet");
+            return false;
         }
         for topic in self.doubts.topics() {
             let held = self.local.members(&topic);
