@@ -18,9 +18,14 @@ pub enum LogFormat {
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rtchat=info"));
+    // A line that cannot be written is dropped. By default the subscriber
+    // reports it with `eprintln!`, which panics when stderr itself is gone
+    // (the reader of a pipe exited): every task that logged died, the
+    // SIGTERM handler among them, and the server never stopped.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -10,8 +10,9 @@ pub fn on_signal() -> CancellationToken {
     let trigger = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown requested");
+        // Before the log line: nothing a log does may stand in the way.
         trigger.cancel();
+        tracing::info!("shutdown requested");
     });
     token
 }
