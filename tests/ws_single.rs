@@ -274,7 +274,7 @@ async fn a_server_whose_log_reader_left_still_stops_on_sigterm() {
     let mut server = KillOnDrop(child);
     let stderr = server.0.stderr.take().unwrap();
     // Reads up to the listening line, then drops the pipe's read end.
-    let addr = tokio::task::spawn_blocking(move || {
+    let reading = tokio::task::spawn_blocking(move || {
         BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
@@ -285,9 +285,11 @@ async fn a_server_whose_log_reader_left_still_stops_on_sigterm() {
                 addr.split_whitespace().next().map(str::to_owned)
             })
             .expect("a listening line")
-    })
-    .await
-    .unwrap();
+    });
+    let addr = tokio::time::timeout(DEADLINE, reading)
+        .await
+        .expect("a listening line before the deadline")
+        .unwrap();
 
     // Logged (at debug, as tests run it) with nobody reading.
     let mut ana = Client::connect(&format!("ws://{addr}/ws")).await;
