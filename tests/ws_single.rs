@@ -263,57 +263,12 @@ in_both_modes!(
 /// among them, so the server never stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_log_reader_left_still_stops_on_sigterm() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let child = rtchat()
-        .args(["ws-server", "--id", "server-1", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rtchat binary");
-    let mut server = KillOnDrop(child);
-    let stderr = server.0.stderr.take().unwrap();
-    // Reads up to the listening line, then drops the pipe's read end.
-    let reading = tokio::task::spawn_blocking(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                let addr = line
-                    .contains("listening")
-                    .then(|| line.split("addr=").nth(1))??;
-                addr.split_whitespace().next().map(str::to_owned)
-            })
-            .expect("a listening line")
-    });
-    let addr = tokio::time::timeout(DEADLINE, reading)
-        .await
-        .expect("a listening line before the deadline")
-        .unwrap();
-
+    let mut server = Process::spawn_server_unread(&["ws-server", "--id", "server-1"]);
     // Logged (at debug, as tests run it) with nobody reading.
-    let mut ana = Client::connect(&format!("ws://{addr}/ws")).await;
+    let mut ana = Client::connect(&server.ws_url()).await;
     ana.join("general").await;
     ana.say("general", "still here").await;
-    let status = std::process::Command::new("kill")
-        .args(["-s", "TERM", &server.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.signal("TERM");
     assert_eq!(ana.recv_close().await, Some(1001));
-    let exited = wait_for("the server to exit", DEADLINE, async || {
-        server.0.try_wait().unwrap()
-    })
-    .await;
-    assert!(exited.success());
-}
-
-/// A child process killed when the test ends, whatever its outcome.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    assert!(server.wait_exit().await.success());
 }

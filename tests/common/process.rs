@@ -25,12 +25,23 @@ impl Process {
     /// Starts `rtchat <args> --listen 127.0.0.1:0` and waits for its
     /// "listening" log line to learn the port.
     pub fn spawn_server(args: &[&str]) -> Self {
-        Self::spawn_server_logging(args, "warn,rtchat=debug")
+        Self::start(args, "warn,rtchat=debug", true)
     }
 
     /// [`Self::spawn_server`] with its own `RUST_LOG` (which must show the
     /// "listening" line).
     pub fn spawn_server_logging(args: &[&str], filter: &str) -> Self {
+        Self::start(args, filter, true)
+    }
+
+    /// [`Self::spawn_server`] whose log nobody reads once it is listening:
+    /// the read end of its stderr pipe is closed then, as when the process
+    /// reading it exits.
+    pub fn spawn_server_unread(args: &[&str]) -> Self {
+        Self::start(args, "warn,rtchat=debug", false)
+    }
+
+    fn start(args: &[&str], filter: &str, read_on: bool) -> Self {
         let listen: &[&str] = if args.contains(&"--listen") {
             &[]
         } else {
@@ -56,15 +67,18 @@ impl Process {
                         use std::io::Write;
                         let _ = writeln!(file, "{line}");
                     }
-                    if line.contains("listening")
-                        && let Some(addr) = line
-                            .split("addr=")
-                            .nth(1)
-                            .and_then(|s| s.split_whitespace().next())
-                    {
-                        let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                    }
+                    let addr = line
+                        .contains("listening")
+                        .then(|| line.split("addr=").nth(1)?.split_whitespace().next())
+                        .flatten()
+                        .map(|addr| addr.parse::<SocketAddr>().unwrap());
                     log.lock().unwrap().push(line);
+                    if let Some(addr) = addr {
+                        let _ = tx.send(addr);
+                        if !read_on {
+                            break;
+                        }
+                    }
                 }
             });
         }
