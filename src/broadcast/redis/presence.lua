@@ -35,7 +35,10 @@ local function without(holders, gone)
   end
   return kept
 end
--- Writes a member's remaining holders, or removes (and announces as left)
+local function other_than(holders, instance)
+  return without(holders, function(holder) return holder == instance end)
+end
+-- Writes a member's holders, or removes (and announces as left)
 -- a member none holds; its info then, else nil.
 local function store(member, holders, info)
   if #holders > 0 then
@@ -66,11 +69,9 @@ if op == 'add' then
   local member, instance, info = ARGV[4], ARGV[5], ARGV[6]
   local value = redis.call('HGET', KEYS[1], member)
   local holders = {}
-  if value then
-    holders = without(split(value), function(holder) return holder == instance end)
-  end
+  if value then holders = other_than(split(value), instance) end
   holders[#holders + 1] = instance
-  redis.call('HSET', KEYS[1], member, table.concat(holders, ' ') .. '\n' .. info)
+  store(member, holders, info)
   if value then return 0 end
   redis.call(publish, channel, '+ ' .. info)
   return 1
@@ -79,7 +80,7 @@ elseif op == 'remove' then
   local value = redis.call('HGET', KEYS[1], member)
   if not value then return false end
   local holders, info = split(value)
-  local kept = without(holders, function(holder) return holder == instance end)
+  local kept = other_than(holders, instance)
   if #kept == #holders then return false end
   return store(member, kept, info) or false
 elseif op == 'keep' then
