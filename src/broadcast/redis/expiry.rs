@@ -1,9 +1,9 @@
 //! Which publishes set their log's expiry. Setting it on every message (a
 //! PEXPIRE in the publish script) was about a tenth of the script's time
 //! in Redis where messages are grouped, for a deadline that moves by
-//! microseconds. A replica now sets it
-//! with its first message to a topic, and again once half the history's
-//! age has passed since a call that set it was sent. The expiry is 1.5
+//! microseconds. A replica now sets it with its first message to a topic,
+//! and again once half the history's age has passed since a call that set
+//! it was sent. The expiry is 1.5
 //! ages, so whoever posted a log's last message had set it at most half an
 //! age before: the log lives at least one age after its last message and
 //! at most one and a half, as the README says.
