@@ -4,7 +4,6 @@
 //! which died lately, found from the time each stamps beside its heartbeat.
 
 use super::keys;
-use super::presence::PRESENCE_TTL;
 use fred::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -65,35 +64,41 @@ impl Liveness {
         }
         dead
     }
-}
 
-/// Looks for instances that stopped stamping: true if one whose heartbeat
-/// key is gone too was not known dead yet (`dead` remembers those).
-pub(super) async fn newly_dead(client: &Client, me: &str, dead: &mut HashSet<String>) -> bool {
-    let stale_before = unix_ms(PRESENCE_TTL.as_millis() as u64) as f64;
-    let stale: Result<Vec<String>, Error> = client
-        .zrangebyscore(keys::INSTANCES, "-inf", stale_before, false, None)
-        .await;
-    let Ok(stale) = stale else { return false };
-    // One that stamps again (it was cut off, not dead) may die later: it
-    // is found again then.
-    dead.retain(|instance| stale.contains(instance));
-    let mut found = false;
-    for instance in stale {
-        if instance == me || dead.contains(&instance) {
-            continue;
+    /// Looks for instances that stopped stamping for longer than a
+    /// heartbeat lives: true if one whose heartbeat key is gone too was not
+    /// known dead yet (`dead` remembers those).
+    pub(super) async fn newly_dead(
+        &self,
+        client: &Client,
+        me: &str,
+        dead: &mut HashSet<String>,
+    ) -> bool {
+        let stale_before = unix_ms(self.ttl.as_millis() as u64) as f64;
+        let stale: Result<Vec<String>, Error> = client
+            .zrangebyscore(keys::INSTANCES, "-inf", stale_before, false, None)
+            .await;
+        let Ok(stale) = stale else { return false };
+        // One that stamps again (it was cut off, not dead) may die later: it
+        // is found again then.
+        dead.retain(|instance| stale.contains(instance));
+        let mut found = false;
+        for instance in stale {
+            if instance == me || dead.contains(&instance) {
+                continue;
+            }
+            let alive: Result<bool, Error> = client.exists(keys::alive(&instance)).await;
+            if alive == Ok(false) {
+                dead.insert(instance);
+                found = true;
+            }
         }
-        let alive: Result<bool, Error> = client.exists(keys::alive(&instance)).await;
-        if alive == Ok(false) {
-            dead.insert(instance);
-            found = true;
-        }
+        let forget_before = unix_ms(FORGET_AFTER.as_millis() as u64) as f64;
+        let _: Result<i64, Error> = client
+            .zremrangebyscore(keys::INSTANCES, "-inf", forget_before)
+            .await;
+        found
     }
-    let forget_before = unix_ms(FORGET_AFTER.as_millis() as u64) as f64;
-    let _: Result<i64, Error> = client
-        .zremrangebyscore(keys::INSTANCES, "-inf", forget_before)
-        .await;
-    found
 }
 
 /// Unix time in ms, `ago` ms in the past. Replicas' clocks only preselect

@@ -177,7 +177,10 @@ impl RedisPresence {
     /// heartbeat key is gone too, and not swept yet, lists (and so cleans)
     /// every topic with local members.
     async fn sweep(&self, swept: &mut HashSet<String>) {
-        let dead = super::liveness::newly_dead(&self.client, &self.instance, swept).await;
+        let dead = self
+            .liveness
+            .newly_dead(&self.client, &self.instance, swept)
+            .await;
         if dead {
             for topic in self.local.topics() {
                 let _ = self.presence(&topic).await;
