@@ -45,15 +45,15 @@ const OVERLOADED_FROM: Duration = Duration::from_micros(200);
 /// The process has caught up once the mean of the last [`CALM_WINDOW`]
 /// waits (120 ms) is under [`CALM_MEAN`]. Not the run of short waits it
 /// first was (four in a row under 80 µs): under Nagle a saturated process
-/// keeps up, and its waits come in two kinds, 1-2 µs when the monitor finds
-/// the queue empty and 100-400 µs when it does not, 45% of them under 80
-/// µs at 1000 × 300. Four short ones in a row came every few hundred
-/// milliseconds, so Nagle went off, the process fell behind and it went
-/// on again: off for a third or more of a saturated run. The mean tells the two
-/// apart: at light loads (median 7-14 µs) it falls under 30 µs within a
-/// window of the load ending, so the members of a busy room do not wait
-/// for ACKs much longer after a burst (a thousand clients connecting)
-/// than before.
+/// keeps up, and its waits come in two kinds, 1-2 µs when the monitor
+/// finds the queue empty and 100-400 µs when it does not, 45% of them
+/// under 80 µs at 1000 × 300. Four short ones in a row came every few
+/// hundred milliseconds, so Nagle went off, the process fell behind and
+/// it went on again: off for a third or more of a saturated run. The mean
+/// tells the two apart: at light loads (median 7-14 µs) it falls under 30
+/// µs within a window of the load ending, so the members of a busy room
+/// do not wait for ACKs much longer after a burst (a thousand clients
+/// connecting) than before.
 const CALM_WINDOW: usize = 12;
 const CALM_MEAN: Duration = Duration::from_micros(30);
 /// A wait counts at most this long, so that one stall (the machine busy
