@@ -127,11 +127,11 @@ impl Crowd {
 }
 
 /// When (Unix ms) a replica sent each socket elsewhere, from its own log
-/// (native and Socket.IO).
+/// (native and Socket.IO): the line its connection writes on taking the
+/// order, not `disconnected`, which follows the Redis calls of leaving its
+/// rooms and would add their latency to the pace.
 pub fn sent_off(replica: &super::Process) -> Vec<u64> {
-    let mut sent = replica.logged_at("reason=Moved");
-    sent.extend(replica.logged_at("end=Moved"));
-    sent
+    replica.logged_at("sent elsewhere")
 }
 
 /// A counter or gauge of a replica's metrics.
