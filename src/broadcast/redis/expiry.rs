@@ -3,10 +3,10 @@
 //! in Redis where messages are grouped, for a deadline that moves by
 //! microseconds. A replica now sets it with its first message to a topic,
 //! and again once half the history's age has passed since a call that set
-//! it was sent. The expiry is 1.5
-//! ages, so whoever posted a log's last message had set it at most half an
-//! age before: the log lives at least one age after its last message and
-//! at most one and a half, as the README says.
+//! it was sent. The expiry is 1.5 ages, so whoever posted a log's last
+//! message had set it at most half an age before: the log lives at least
+//! one age after its last message and at most one and a half, as the
+//! README says.
 //!
 //! Only an answered call counts: one that failed or timed out may not
 //! have run, and the next message sets the expiry again. A log Redis lost
