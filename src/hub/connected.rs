@@ -121,6 +121,12 @@ impl Connected {
                 }
             }
         }
+        drop(users);
+        // When each was sent off, for a drain's or a rebalance's pace:
+        // `disconnected` comes later, after the Redis calls of leaving.
+        for (session, user) in &chosen {
+            tracing::debug!(session, %user, "sent elsewhere");
+        }
         chosen.len()
     }
 

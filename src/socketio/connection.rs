@@ -232,7 +232,6 @@ impl Connection {
                 Outbound::Reconnect => {
                     // Never a DISCONNECT: the transport closes, the session
                     // is saved, and the client reconnects and recovers.
-                    tracing::debug!("sent elsewhere");
                     self.flush().await?;
                     Box::pin(self.answer_received()).await?;
                     return Err(End::Moved);

@@ -277,9 +277,6 @@ impl Connection {
                             .await);
                     }
                     Outbound::Reconnect => {
-                        // When the drain's pacer sent it off, for its pace;
-                        // `disconnected` follows once it has left its rooms.
-                        tracing::debug!("sent elsewhere");
                         self.flush().await?;
                         let reason = "server draining; reconnect";
                         return Err(Box::pin(self.go_away(reason, End::Moved)).await);

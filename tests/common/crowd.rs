@@ -127,9 +127,9 @@ impl Crowd {
 }
 
 /// When (Unix ms) a replica sent each socket elsewhere, from its own log
-/// (native and Socket.IO): the line its connection writes on taking the
-/// order, not `disconnected`, which follows the Redis calls of leaving its
-/// rooms and would add their latency to the pace.
+/// (native and Socket.IO): the line its hub writes as it tells each one,
+/// not `disconnected`, which follows the Redis calls of leaving its rooms
+/// and would add their latency to the pace.
 pub fn sent_off(replica: &super::Process) -> Vec<u64> {
     replica.logged_at("sent elsewhere")
 }
