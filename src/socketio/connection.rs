@@ -143,10 +143,13 @@ impl Connection {
         }
     }
 
+    /// Boxed by its caller at every wake, so the rare arms box what they
+    /// wait on: a polling session's relay calls and the upgrade made this
+    /// future 5.6 KB, allocated for each delivery and held by each join.
     async fn handle(&mut self, wake: Wake) -> Result<(), End> {
         match wake {
             Wake::Shutdown => {
-                self.answer_received().await?;
+                Box::pin(self.answer_received()).await?;
                 Err(End::Shutdown)
             }
             Wake::TooSlow => Err(End::TooSlow),
@@ -171,7 +174,7 @@ impl Connection {
                 if let (Link::Polling { polling, .. }, Some(relay)) =
                     (&self.link, &self.state.relay)
                 {
-                    relay.claim(&polling.sid).await;
+                    Box::pin(relay.claim(&polling.sid)).await;
                 }
                 if let Some(socket) = &self.socket {
                     touch(&self.state, socket).await;
@@ -179,7 +182,7 @@ impl Connection {
                 self.send(engine::PING.into()).await
             }
             Wake::Upgrade(Upgrade::Probed) => self.send(engine::NOOP.into()).await,
-            Wake::Upgrade(Upgrade::Done(socket)) => self.upgraded(*socket).await,
+            Wake::Upgrade(Upgrade::Done(socket)) => Box::pin(self.upgraded(*socket)).await,
             Wake::Packet(text) => self.on_packet(&text).await,
         }
     }

@@ -19,7 +19,8 @@
 //!   `liveness`: which replicas are alive.
 //! - `replicas`: what each replica reports of itself.
 //! - `subscriptions`: making them, and making them again where Redis
-//!   delivers them after a reconnect or a slot move.
+//!   delivers them after a reconnect or a slot move; `topics`: when to
+//!   make and drop them.
 //! - `probe`: readiness, from a write to every primary.
 
 mod doubts;
@@ -31,6 +32,7 @@ pub(crate) mod presence;
 mod probe;
 mod replicas;
 mod subscriptions;
+mod topics;
 pub mod wire;
 
 pub use presence::RedisPresence;
@@ -42,7 +44,6 @@ use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::broadcast::error::RecvError;
@@ -71,10 +72,8 @@ pub struct RedisBroadcast {
     sharded: bool,
     /// For `--redis-wait-replicas`.
     settings: RedisSettings,
-    /// Local subscriber counts per topic. An async mutex held across the
-    /// SUBSCRIBE round trip: it orders subscribe and unsubscribe of the same
-    /// topic, and only joins and leaves take it, never message delivery.
-    refs: tokio::sync::Mutex<HashMap<String, usize>>,
+    /// Local subscriber counts per topic.
+    topics: topics::Topics,
     resumed: tokio::sync::watch::Sender<u64>,
     /// Whether the last probe write succeeded: readiness means a command
     /// works, not that a socket is open (a Redis out of memory, read-only
@@ -139,7 +138,7 @@ impl RedisBroadcast {
             histories,
             sharded: redis.is_cluster(),
             settings: redis.clone(),
-            refs: tokio::sync::Mutex::new(HashMap::new()),
+            topics: topics::Topics::default(),
             resumed: tokio::sync::watch::Sender::new(0),
             commands_work,
             _tasks: tasks.clone().drop_guard(),
@@ -242,34 +241,26 @@ impl Broadcast for RedisBroadcast {
     }
 
     async fn subscribe(&self, topic: &str) -> Result<(), BroadcastError> {
-        let mut refs = self.refs.lock().await;
-        let count = refs.get(topic).copied().unwrap_or(0);
-        if count == 0 {
-            subscriptions::subscribe(&self.subscriber, self.sharded, keys::channel(topic))
-                .await
-                .map_err(unavailable)?;
-        }
-        refs.insert(topic.to_owned(), count + 1);
-        Ok(())
+        let subscribe =
+            || subscriptions::subscribe(&self.subscriber, self.sharded, keys::channel(topic));
+        self.topics
+            .subscribe(topic, subscribe)
+            .await
+            .map_err(unavailable)
     }
 
     async fn unsubscribe(&self, topic: &str) {
-        let mut refs = self.refs.lock().await;
-        match refs.get_mut(topic) {
-            Some(count) if *count > 1 => *count -= 1,
-            Some(_) => {
-                refs.remove(topic);
-                let channel = keys::channel(topic);
-                let unsubscribed =
-                    subscriptions::unsubscribe(&self.subscriber, self.sharded, channel).await;
-                if let Err(err) = unsubscribed {
-                    // Harmless: stray deliveries for a topic without local
-                    // members are dropped by the caller.
-                    tracing::debug!(%err, topic, "unsubscribe failed");
-                }
+        let unsubscribe = || async {
+            let channel = keys::channel(topic);
+            let unsubscribed =
+                subscriptions::unsubscribe(&self.subscriber, self.sharded, channel).await;
+            if let Err(err) = unsubscribed {
+                // Harmless: stray deliveries for a topic without local
+                // members are dropped by the caller.
+                tracing::debug!(%err, topic, "unsubscribe failed");
             }
-            None => {}
-        }
+        };
+        self.topics.unsubscribe(topic, unsubscribe).await;
     }
 
     async fn replay(&self, topic: &str, from: From) -> Result<Replay, BroadcastError> {
