@@ -18,6 +18,7 @@
 //! - [`mailbox`]: a session's queue and what it holds.
 //! - [`rooms`]: local membership and the fan-out.
 //! - [`connected`]: sessions by user, and what commands do to them.
+//! - `turns`: how many joins wait on the log at once.
 //! - [`local`]: what this replica holds, where deliveries land.
 //! - [`wire`]: message bodies and member infos as replicas exchange them.
 //! - [`error`]: error codes and the hub's refusals.
@@ -36,6 +37,7 @@ mod repair;
 pub(crate) mod rooms;
 pub(crate) mod rules;
 pub(crate) mod session;
+mod turns;
 pub(crate) mod wire;
 
 pub use backend::{Backend, ReplicaReport, RoomSettings};
@@ -102,6 +104,7 @@ pub struct Hub {
     send_queue: usize,
     local: Arc<Local>,
     next_session: AtomicU64,
+    turns: turns::Turns,
 }
 
 impl std::ops::Deref for Hub {
@@ -144,6 +147,7 @@ impl Hub {
             send_queue: settings.send_queue,
             local,
             next_session: AtomicU64::new(1),
+            turns: turns::Turns::default(),
         });
         repair::spawn(&hub);
         connected::listen_for_control(&hub);
@@ -194,6 +198,7 @@ impl Hub {
         request: JoinRequest,
     ) -> Result<Joined, HubError> {
         RoomRules::check_token(session.allowed.as_deref(), room)?;
+        let _turn = self.turns.take().await;
         let topic = topic(room);
         let existing = session.rooms.find(room.as_str()).cloned();
         let is_new = existing.is_none();

@@ -1,9 +1,11 @@
 //! The hub against the in-process broadcast, with failures injected: every
 //! refused call leaves nothing behind ([`rollback`]), and order holds
-//! across joins, replays and repairs ([`order`]).
+//! across joins, replays and repairs ([`order`]); joins take turns at the
+//! log ([`turns`]).
 
 mod order;
 mod rollback;
+mod turns;
 
 use super::*;
 use crate::broadcast::memory::MemoryBroadcast;
