@@ -15,9 +15,11 @@ fn started(f: &Fixture) -> usize {
     f.log.switches.replays_started.load(Ordering::SeqCst)
 }
 
-/// Spawns `n` joins of one room, each by a session of its own.
-fn joins(f: &Fixture, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..n)
+/// `n` joins of one room, each by a session of its own, spawned while the
+/// log holds every replay; returns once as many as take turns are at it.
+async fn held_joins(f: &Fixture, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    f.log.gated.store(true, Ordering::SeqCst);
+    let joins = (0..n)
         .map(|i| {
             let hub = f.hub.clone();
             tokio::spawn(async move {
@@ -26,16 +28,16 @@ fn joins(f: &Fixture, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
                 hub.join(&mut session, &room("r"), request).await.unwrap();
             })
         })
-        .collect()
+        .collect();
+    settle().await;
+    assert_eq!(started(f), JOINS_AT_ONCE);
+    joins
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_joins_waits_on_the_log_a_few_at_a_time() {
     let f = fixture();
-    f.log.gated.store(true, Ordering::SeqCst);
-    let joins = joins(&f, JOINS_AT_ONCE + 36);
-    settle().await;
-    assert_eq!(started(&f), JOINS_AT_ONCE);
+    let joins = held_joins(&f, JOINS_AT_ONCE + 36).await;
     f.log.gate.add_permits(JOINS_AT_ONCE + 36);
     for join in joins {
         join.await.unwrap();
@@ -47,10 +49,7 @@ async fn a_burst_of_joins_waits_on_the_log_a_few_at_a_time() {
 #[tokio::test(start_paused = true)]
 async fn a_join_whose_turn_is_slow_goes_ahead() {
     let f = fixture();
-    f.log.gated.store(true, Ordering::SeqCst);
-    let _joins = joins(&f, JOINS_AT_ONCE + 1);
-    settle().await;
-    assert_eq!(started(&f), JOINS_AT_ONCE);
+    let _joins = held_joins(&f, JOINS_AT_ONCE + 1).await;
     // Paused time: this moves the clock, it does not wait.
     tokio::time::sleep(TURN_WAIT).await;
     settle().await;
