@@ -15,8 +15,8 @@ use std::sync::{Mutex, MutexGuard};
 pub(super) struct Topics {
     /// Topics subscribed in Redis, each with its count (at least 1).
     counts: Mutex<HashMap<String, usize>>,
-    /// Held across each SUBSCRIBE and UNSUBSCRIBE, so that Redis gets a
-    /// topic's in the order its count crossed zero.
+    /// Held across each SUBSCRIBE and UNSUBSCRIBE, so that Redis gets
+    /// those of a topic in the order its count crossed zero.
     changing: tokio::sync::Mutex<()>,
 }
 
