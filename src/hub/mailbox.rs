@@ -6,6 +6,7 @@ use super::names::RoomName;
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// An item waiting in a session's send queue: 16 bytes, whatever it holds.
@@ -38,6 +39,10 @@ pub struct RoomMessage {
     pub native: OnceLock<Utf8Bytes>,
     /// The Socket.IO door's packet, likewise.
     pub socketio: OnceLock<Utf8Bytes>,
+    /// When this replica got it: how late its frames leave tells the
+    /// sockets whether merging writes is worth a client's delayed ACK
+    /// (`crate::gate::nagle`).
+    pub arrived: Instant,
 }
 
 impl RoomMessage {
@@ -53,6 +58,7 @@ impl RoomMessage {
             body: Utf8Bytes::try_from(body).ok()?,
             native: OnceLock::new(),
             socketio: OnceLock::new(),
+            arrived: Instant::now(),
         })
     }
 }

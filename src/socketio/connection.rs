@@ -245,6 +245,7 @@ impl Connection {
             if socket.session.admit(&item)
                 && let Outbound::Room(message) = &item
             {
+                crate::gate::nagle::writing(message.arrived);
                 let frame = message_packet(message, recovery).clone();
                 self.feed(frame).await?;
                 written += 1;

@@ -267,7 +267,10 @@ impl Connection {
         while let Some(item) = next.take() {
             if self.session.admit(&item) {
                 let frame = match &item {
-                    Outbound::Room(message) => message_frame(message),
+                    Outbound::Room(message) => {
+                        crate::gate::nagle::writing(message.arrived);
+                        message_frame(message)
+                    }
                     Outbound::Event(event) => event_frame(event),
                     Outbound::Disconnect => {
                         self.flush().await?;
