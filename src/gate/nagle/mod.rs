@@ -25,7 +25,7 @@
 //! Nagle there cost the room's tail 10-24 ms. What tells load from a busy
 //! neighbour is how late frames leave after their message arrived: 20-40
 //! µs on average in that room, 2-2.6 ms at saturation (1000 members × 300
-//! messages/s) and 0.8-1.7 ms once Nagle has the process keeping up. So on
+//! messages/s) and 0.9-1.7 ms once Nagle has the process keeping up. So on
 //! a server that writes room messages, Nagle comes on only while frames
 //! are late too, and goes off once they are on time again.
 //!
@@ -75,7 +75,7 @@ const SAMPLE_CAP: Duration = Duration::from_micros(800);
 /// Frames are late from this mean (an exponential average over about
 /// eight measurements of the sampled frames), and on time again under
 /// [`FRAMES_ON_TIME`]: far enough under what they are while Nagle keeps a
-/// saturated process up (0.8 ms at the least) that it stays on there.
+/// saturated process up (0.9 ms at the least) that it stays on there.
 const FRAMES_LATE_FROM: Duration = Duration::from_millis(1);
 const FRAMES_ON_TIME: Duration = Duration::from_micros(300);
 /// One frame in this many, per thread, is timed: a clock read and two
