@@ -23,11 +23,12 @@
 //! busy processes the runtime waits long at light loads too (a room of 10
 //! at 2,000 messages/s: 70-90 µs at the median, 350 µs at the 90th), and
 //! Nagle there cost the room's tail 10-24 ms. What tells load from a busy
-//! neighbour is how late frames leave after their message arrived: 20-40
-//! µs on average in that room, 2-2.6 ms at saturation (1000 members × 300
-//! messages/s) and 0.9-1.7 ms once Nagle has the process keeping up. So on
-//! a server that writes room messages, Nagle comes on only while frames
-//! are late too, and goes off once they are on time again.
+//! neighbour is how late frames leave after their message arrived (all
+//! three measured in one hour): 20-40 µs on average in that room, 2-2.6
+//! ms at saturation (1000 members × 300 messages/s) and 0.9-1.7 ms once
+//! Nagle has the process keeping up. So on a server that writes room
+//! messages, Nagle comes on only while frames are late too, and goes off
+//! once they are on time again.
 //!
 //! The state is the process's, not a server's: every server of a process
 //! shares its runtime, so they are late together.
