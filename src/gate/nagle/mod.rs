@@ -177,16 +177,12 @@ impl Lateness {
     /// would turn Nagle on for the next one's first waits (a room of 10
     /// after 1000 × 25: 200 ms of it, p99 1.6 → 6.2 ms).
     fn frames(&mut self, late: Option<Duration>) {
-        let Some(sample) = late
-            .map(|late| late.as_micros() as u64)
-            .or(self.frames_us.map(|_| 0))
-        else {
-            return;
+        self.frames_us = match (late, self.frames_us) {
+            (Some(late), None) => Some(late.as_micros() as u64),
+            (Some(late), Some(mean)) => Some(average(mean, late.as_micros() as u64)),
+            (None, Some(mean)) => Some(average(mean, 0)),
+            (None, None) => None,
         };
-        self.frames_us = Some(
-            self.frames_us
-                .map_or(sample, |mean| (mean * 7 + sample) / 8),
-        );
     }
 
     /// Whether frames agree with the waits: no frames timed, no say.
@@ -199,7 +195,7 @@ impl Lateness {
     fn observe(&mut self, late: Duration) -> Option<bool> {
         let late = late.min(SAMPLE_CAP);
         let sample = late.as_micros() as u64;
-        self.mean_us = (self.mean_us * 7 + sample) / 8;
+        self.mean_us = average(self.mean_us, sample);
         self.recent[self.next] = sample as u16;
         self.next = (self.next + 1) % CALM_WINDOW;
         let overloaded = if self.overloaded {
@@ -223,6 +219,12 @@ impl Lateness {
         let total: u64 = self.recent.iter().map(|&us| u64::from(us)).sum();
         Duration::from_micros(total / CALM_WINDOW as u64) < CALM_MEAN
     }
+}
+
+/// The monitor's exponential average: a new measurement weighs an eighth,
+/// so the average spans about the last eight (80 ms).
+fn average(mean: u64, sample: u64) -> u64 {
+    (mean * 7 + sample) / 8
 }
 
 /// Holds a connection's write back for one turn of the runtime while the
